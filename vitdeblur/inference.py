@@ -1,0 +1,184 @@
+"""Deblurring real photos: reading any image safely, and running the model over any size with blended tiles."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_PIXELS = 100_000_000  # refuse headers claiming 100 megapixels or more before decoding anything
+MIN_SIDE = 8  # smaller images carry too little to deblur (and break reflect padding)
+
+ImageSource = str | os.PathLike | bytes | BinaryIO | Image.Image
+
+
+class ImageError(ValueError):
+    """An input that cannot be deblurred; the message says why in words a user understands."""
+
+
+@dataclass
+class LoadedImage:
+    rgb: np.ndarray  # float32 (H, W, 3) in [0, 1], upright (EXIF orientation applied)
+    alpha: np.ndarray | None = None  # float32 (H, W) in [0, 1], kept as is
+    grayscale: bool = False  # the source had one channel: results are written back as grayscale
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.rgb.shape[1], self.rgb.shape[0]
+
+
+def _open(source: ImageSource, name: str) -> Image.Image:
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError(f"{name}: file not found")
+        if path.stat().st_size == 0:
+            raise ImageError(f"{name}: the file is empty (0 bytes)")
+    elif isinstance(source, bytes):
+        if not source:
+            raise ImageError(f"{name}: the file is empty (0 bytes)")
+        source = io.BytesIO(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(source)
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image, or a format Pillow cannot read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{name}: the image is too large (at least {MAX_PIXELS // 1_000_000} megapixels)") from None
+    except OSError as e:
+        raise ImageError(f"{name}: cannot be read ({e})") from None
+
+
+def load_image(source: ImageSource, name: str | None = None) -> LoadedImage:
+    """Read a file, bytes, file object or PIL image into float RGB, refusing bad input with a clear ImageError.
+
+    Handles EXIF orientation, palette/RGBA/LA (alpha kept), grayscale, 16-bit and 32-bit float grayscale, CMYK.
+    """
+    name = name or (str(source) if isinstance(source, (str, os.PathLike)) else "image")
+    img = source if isinstance(source, Image.Image) else _open(source, name)
+    width, height = img.size
+    if width * height >= MAX_PIXELS:
+        raise ImageError(f"{name}: {width}x{height} is {width * height / 1e6:.0f} megapixels; "
+                         f"the limit is {MAX_PIXELS // 1_000_000}")
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(f"{name}: {width}x{height} is too small; both sides must be at least {MIN_SIDE} pixels")
+    try:
+        img.load()
+        img = ImageOps.exif_transpose(img)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{name}: the file is corrupt or truncated ({e})") from None
+
+    alpha = None
+    grayscale = img.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        gray = np.asarray(img).astype(np.float32)
+        scale = 65535.0 if img.mode.startswith("I;16") or gray.max() > 255 else 255.0
+        if img.mode == "F" and gray.max() <= 1.0:
+            scale = 1.0
+        gray = np.clip(gray / scale, 0.0, 1.0)
+        return LoadedImage(np.repeat(gray[..., None], 3, axis=2), None, True)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        alpha = np.asarray(img.getchannel("A"), dtype=np.float32) / 255.0
+    rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    return LoadedImage(np.ascontiguousarray(rgb), alpha, grayscale)
+
+
+def to_pil(rgb: np.ndarray, alpha: np.ndarray | None = None, grayscale: bool = False) -> Image.Image:
+    """Float RGB in [0, 1] (+ alpha) -> 8-bit PIL image; grayscale sources come back as grayscale."""
+    rgb8 = (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    img = Image.fromarray(rgb8, "RGB")
+    if grayscale:
+        img = img.convert("L")
+    if alpha is not None:
+        img = img.convert("LA" if grayscale else "RGBA")
+        img.putalpha(Image.fromarray((np.clip(alpha, 0, 1) * 255.0 + 0.5).astype(np.uint8), "L"))
+    return img
+
+
+def limit_megapixels(image: LoadedImage, max_megapixels: float | None) -> LoadedImage:
+    """Downscale (Lanczos) so that the image has at most max_megapixels; smaller images are returned unchanged."""
+    width, height = image.size
+    if not max_megapixels or width * height <= max_megapixels * 1e6:
+        return image
+    scale = math.sqrt(max_megapixels * 1e6 / (width * height))
+    size = (max(MIN_SIDE, int(width * scale)), max(MIN_SIDE, int(height * scale)))
+
+    def resize(channels: np.ndarray) -> np.ndarray:
+        return np.asarray(Image.fromarray(channels, "F").resize(size, Image.Resampling.LANCZOS))
+
+    rgb = np.stack([resize(image.rgb[..., c]) for c in range(3)], axis=2).clip(0, 1)
+    alpha = resize(image.alpha).clip(0, 1) if image.alpha is not None else None
+    return LoadedImage(rgb.astype(np.float32), alpha, image.grayscale)
+
+
+def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile]
+
+
+def _feather(length: int, overlap: int) -> np.ndarray:
+    """1-D blending weights: a linear ramp over the overlap at each end, never zero, so every pixel is covered."""
+    ramp = np.minimum(np.arange(length) + 1.0, np.arange(length, 0, -1.0))
+    return np.minimum(ramp / (overlap + 1.0), 1.0).astype(np.float32)
+
+
+@torch.inference_mode()
+def deblur_array(
+    model: torch.nn.Module,
+    rgb: np.ndarray,
+    tile_size: int | None = None,
+    tile_overlap: int | None = None,
+    batch_size: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Deblur float RGB (H, W, 3) of any size: overlapping tiles, batched, blended with feathered weights.
+
+    The model only ever sees batch_size tiles at once, so memory beyond the image itself stays bounded.
+    """
+    config = getattr(model, "config", None)
+    tile = tile_size or getattr(config, "tile_size", 256)
+    overlap = getattr(config, "tile_overlap", 32) if tile_overlap is None else tile_overlap
+    if not 0 <= overlap < tile:
+        raise ValueError(f"tile_overlap must be in [0, tile_size), got {overlap} with tile_size {tile}")
+    height, width = rgb.shape[:2]
+    tile_h, tile_w = min(tile, height), min(tile, width)
+    weight = np.outer(_feather(tile_h, overlap), _feather(tile_w, overlap))[..., None]
+    boxes = [(y, x) for y in _tile_starts(height, tile_h, overlap) for x in _tile_starts(width, tile_w, overlap)]
+    out = np.zeros((height, width, 3), np.float32)
+    total_weight = np.zeros((height, width, 1), np.float32)
+    device = next(model.parameters()).device
+    model.eval()
+    for first in range(0, len(boxes), batch_size):
+        batch_boxes = boxes[first:first + batch_size]
+        tiles = np.stack([rgb[y:y + tile_h, x:x + tile_w] for y, x in batch_boxes])
+        result = model(torch.from_numpy(tiles).permute(0, 3, 1, 2).to(device)).float().permute(0, 2, 3, 1).cpu()
+        for (y, x), tile_out in zip(batch_boxes, result.numpy()):
+            out[y:y + tile_h, x:x + tile_w] += tile_out * weight
+            total_weight[y:y + tile_h, x:x + tile_w] += weight
+        if progress is not None:
+            progress(min(first + batch_size, len(boxes)), len(boxes))
+    out /= total_weight
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def deblur_image(model: torch.nn.Module, source: ImageSource | LoadedImage, max_megapixels: float | None = None,
+                 **tile_options) -> Image.Image:
+    """Read, deblur and return a PIL image: the size of the input (or of the downscaled input with max_megapixels),
+    with its alpha channel and grayscale-ness kept."""
+    image = source if isinstance(source, LoadedImage) else load_image(source)
+    image = limit_megapixels(image, max_megapixels)
+    restored = deblur_array(model, image.rgb, **tile_options)
+    return to_pil(restored, image.alpha, image.grayscale)

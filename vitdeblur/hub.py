@@ -12,7 +12,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-import httpx
+import httpx2
 import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, load_torch_model, save_torch_state_dict, snapshot_download
 from huggingface_hub.errors import (
@@ -61,7 +61,7 @@ def clear_errors(name: str):
         yield
     except CheckpointError:
         raise
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled, httpx.TransportError) as e:
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled, httpx2.TransportError) as e:
         raise CheckpointError(f"{name}: cannot reach the Hugging Face Hub and it is not in the local cache ({type(e).__name__}); "
                               f"{offline_hint}") from None
     except RepositoryNotFoundError:
@@ -73,6 +73,7 @@ def clear_errors(name: str):
 
 
 def save_weights(model: torch.nn.Module, folder: str | os.PathLike, max_shard_size: str = MAX_SHARD_SIZE) -> None:
+    Path(folder).mkdir(parents=True, exist_ok=True)
     save_torch_state_dict(model.state_dict(), folder, max_shard_size=max_shard_size)
 
 
@@ -115,6 +116,8 @@ def load_weights(cls, model_id: str, config: ViTDeblurConfig | dict | None, map_
         raise CheckpointError(f"{model_id}: config.json does not describe a ViTDeblur model ({e})") from None
     try:
         load_torch_model(model, folder, strict=True, safe=True, map_location=map_location)
+    except (SafetensorError, ValueError) as e:  # huggingface_hub re-raises a bad header as ValueError
+        raise CheckpointError(f"{model_id}: the safetensors weights are corrupt or truncated ({e.__cause__ or e})") from None
     except RuntimeError as e:
         first_lines = "; ".join(str(e).strip().splitlines()[:3])
         raise CheckpointError(f"{model_id}: the weights do not match config.json ({first_lines})") from None

@@ -129,10 +129,17 @@ def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return starts + [length - tile]
 
 
-def _feather(length: int, overlap: int) -> np.ndarray:
-    """1-D blending weights: a linear ramp over the overlap at each end, never zero, so every pixel is covered."""
-    ramp = np.minimum(np.arange(length) + 1.0, np.arange(length, 0, -1.0))
-    return np.minimum(ramp / (overlap + 1.0), 1.0).astype(np.float32)
+def _feather(length: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
+    """1-D blending weights of a tile: flat where the tile touches the image border; towards a neighbouring tile,
+    zero over the outer quarter of the overlap (where padding spoils the output) and then a linear ramp to 1."""
+    margin = overlap // 4
+    ramp = np.clip((np.arange(length) - margin + 0.5) / max(1, overlap - 2 * margin), 0.0, 1.0)
+    weight = np.ones(length)
+    if not at_start:
+        weight = np.minimum(weight, ramp)
+    if not at_end:
+        weight = np.minimum(weight, ramp[::-1])
+    return weight.astype(np.float32)
 
 
 @torch.inference_mode()
@@ -155,7 +162,6 @@ def deblur_array(
         raise ValueError(f"tile_overlap must be in [0, tile_size), got {overlap} with tile_size {tile}")
     height, width = rgb.shape[:2]
     tile_h, tile_w = min(tile, height), min(tile, width)
-    weight = np.outer(_feather(tile_h, overlap), _feather(tile_w, overlap))[..., None]
     boxes = [(y, x) for y in _tile_starts(height, tile_h, overlap) for x in _tile_starts(width, tile_w, overlap)]
     out = np.zeros((height, width, 3), np.float32)
     total_weight = np.zeros((height, width, 1), np.float32)
@@ -166,6 +172,8 @@ def deblur_array(
         tiles = np.stack([rgb[y:y + tile_h, x:x + tile_w] for y, x in batch_boxes])
         result = model(torch.from_numpy(tiles).permute(0, 3, 1, 2).to(device)).float().permute(0, 2, 3, 1).cpu()
         for (y, x), tile_out in zip(batch_boxes, result.numpy()):
+            weight = np.outer(_feather(tile_h, overlap, y == 0, y + tile_h == height),
+                              _feather(tile_w, overlap, x == 0, x + tile_w == width))[..., None]
             out[y:y + tile_h, x:x + tile_w] += tile_out * weight
             total_weight[y:y + tile_h, x:x + tile_w] += weight
         if progress is not None:

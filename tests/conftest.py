@@ -1,0 +1,69 @@
+"""Shared fixtures: tiny models and image folders made on the fly (no network, no ../shared)."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before huggingface_hub is imported: tests never touch the network
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+from vitdeblur import ViTDeblur, ViTDeblurConfig, save_checkpoint
+
+TINY = dict(backbone="test_vit", decoder_width=8, tile_size=64, tile_overlap=16)  # timm's 0.3M-parameter test ViT
+
+
+def tiny_model(decoder: str = "residual", seed: int = 0, perturb: bool = True) -> ViTDeblur:
+    """A tiny model; with perturb=True the residual head is nudged away from zero so the output differs from the input."""
+    torch.manual_seed(seed)
+    model = ViTDeblur(ViTDeblurConfig(decoder=decoder, **TINY)).eval()
+    if perturb and decoder == "residual":
+        torch.nn.init.normal_(model.decoder.head.weight, std=0.01)
+    return model
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path) -> Path:
+    return save_checkpoint(tiny_model(), tmp_path / "tiny")
+
+
+def photo(name: str = "astronaut", size: tuple[int, int] | None = None) -> np.ndarray:
+    """A real photo shipped with scikit-image, as uint8 RGB, optionally resized to (width, height)."""
+    img = Image.fromarray(getattr(skdata, name)())
+    img = img.convert("RGB")
+    if size:
+        img = img.resize(size, Image.Resampling.BICUBIC)
+    return np.asarray(img)
+
+
+def save(rgb: np.ndarray, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgb).save(path)
+    return path
+
+
+@pytest.fixture
+def sharp_folder(tmp_path) -> Path:
+    """Ten small sharp photos (layout 'sharp')."""
+    names = ["astronaut", "coffee", "chelsea", "rocket", "camera", "immunohistochemistry", "hubble_deep_field",
+             "coins", "retina", "cat"]
+    for i, name in enumerate(names):
+        save(photo(name, (96, 80)), tmp_path / "sharp_photos" / f"{i:02d}_{name}.png")
+    return tmp_path / "sharp_photos"
+
+
+@pytest.fixture
+def pairs_folder(tmp_path) -> Path:
+    """Ten blurred/sharp pairs with the same names (layout 'pairs'), blurred by a 5x5 box filter."""
+    from scipy.ndimage import uniform_filter
+
+    for i, name in enumerate(["astronaut", "coffee", "chelsea", "rocket", "camera"] * 2):
+        sharp = photo(name, (96 + 16 * (i % 2), 80))
+        blur = uniform_filter(sharp.astype(np.float32), size=(5, 5, 1)).round().astype(np.uint8)
+        save(sharp, tmp_path / "pairs" / "sharp" / f"{i:02d}.png")
+        save(blur, tmp_path / "pairs" / "blur" / f"{i:02d}.png")
+    return tmp_path / "pairs"

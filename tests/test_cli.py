@@ -1,0 +1,65 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vitdeblur.__main__ import main
+from vitdeblur.evaluate import psnr, ssim
+
+
+def test_evaluate_writes_metrics_json_and_grid(tiny_checkpoint, pairs_folder, tmp_path, capsys):
+    out_json, out_grid = tmp_path / "m.json", tmp_path / "grid.png"
+    main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--data", str(pairs_folder), "--split", "all",
+          "--json", str(out_json), "--grid", str(out_grid), "--grid-rows", "2", "--device", "cpu"])
+    metrics = json.loads(out_json.read_text())
+    for key in ("n", "psnr_blurred", "ssim_blurred", "psnr", "ssim", "seconds_per_image"):
+        assert key in metrics
+    assert metrics["n"] == 10 and len(metrics["images"]) == 10
+    assert 15 < metrics["psnr_blurred"] < 40 and 0 < metrics["ssim_blurred"] < 1
+    assert metrics["psnr"] != metrics["psnr_blurred"]  # the perturbed tiny model changes the image
+    grid = Image.open(out_grid)
+    assert grid.height > grid.width / 6  # two rows of three panels
+    assert "PSNR" in capsys.readouterr().out
+
+
+def test_evaluate_on_the_test_split_only(tiny_checkpoint, pairs_folder, tmp_path):
+    main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--data", str(pairs_folder),
+          "--json", str(tmp_path / "m.json"), "--device", "cpu"])
+    assert json.loads((tmp_path / "m.json").read_text())["n"] == 1
+
+
+def test_metric_definition():
+    reference = np.random.default_rng(0).random((32, 40, 3))
+    noisy = np.clip(reference + 0.01, 0, 1)
+    mse = np.mean((noisy - reference) ** 2)
+    assert psnr(noisy, reference) == pytest.approx(10 * np.log10(1 / mse))
+    assert ssim(reference, reference) == pytest.approx(1.0)
+    assert psnr(reference + 5, reference) == psnr(np.ones_like(reference), reference)  # results are clipped to [0, 1]
+
+
+def test_deblur_writes_same_size_pngs_and_reports_bad_files(tiny_checkpoint, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.new("RGB", (123, 77), "red").save(inputs / "a.jpg")
+    Image.new("L", (40, 90), 128).save(inputs / "b.png")
+    (inputs / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(SystemExit, match="1 of 3 inputs could not be deblurred"):
+        main(["deblur", str(inputs), "-o", str(tmp_path / "out"), "--checkpoint", str(tiny_checkpoint)])
+    assert Image.open(tmp_path / "out" / "a.png").size == (123, 77)
+    assert Image.open(tmp_path / "out" / "b.png").size == (40, 90)
+    assert "broken.png: not an image" in capsys.readouterr().err
+
+
+def test_bad_checkpoint_is_a_one_line_error(tmp_path):
+    with pytest.raises(SystemExit, match="error: .*no such checkpoint folder"):
+        main(["deblur", str(tmp_path), "-o", str(tmp_path / "out"), "--checkpoint", "runs/missing/best"])
+
+
+def test_make_pairs_command(tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(4):
+        Image.new("RGB", (32, 24), (60 * i, 0, 0)).save(frames / f"{i:03d}.png")
+    main(["make-pairs", str(frames), "-o", str(tmp_path / "pairs"), "-n", "2"])
+    assert len(list((tmp_path / "pairs" / "blur").iterdir())) == 2

@@ -1,0 +1,140 @@
+import numpy as np
+import pytest
+
+from conftest import photo, save
+from vitdeblur.data import (
+    BlurSpec, DeblurDataset, average_frames, blur_image, defocus_kernel, detect_layout, find_pairs, load_dataset,
+    make_frame_pairs, motion_kernel, split_pairs,
+)
+
+
+@pytest.fixture
+def kaggle_folder(tmp_path):
+    root = tmp_path / "blur_dataset"
+    for i, name in enumerate(["astronaut", "coffee", "chelsea"]):
+        sharp = photo(name, (96, 80))
+        save(sharp, root / "sharp" / f"{i}_IPHONE-SE_S.JPG")
+        save(sharp[::-1].copy(), root / "motion_blurred" / f"{i}_IPHONE-SE_M.JPG")
+        if i != 1:  # one scene without a defocus image: it must simply be missing from the pairs
+            save(sharp[:, ::-1].copy(), root / "defocused_blurred" / f"{i}_IPHONE-SE_F.JPG")
+    return root
+
+
+@pytest.fixture
+def gopro_folder(tmp_path):
+    root = tmp_path / "GOPRO"
+    for split, scene in [("train", "GOPR0372_07_00"), ("train", "GOPR0374_11_00"), ("test", "GOPR0384_11_00")]:
+        for j in range(2):
+            sharp = photo("rocket", (64, 48))
+            save(sharp, root / split / scene / "sharp" / f"{j:06d}.png")
+            save(sharp, root / split / scene / "blur" / f"{j:06d}.png")
+    return root
+
+
+def test_layouts_are_detected(kaggle_folder, gopro_folder, pairs_folder, sharp_folder):
+    assert detect_layout(kaggle_folder) == "kaggle"
+    assert detect_layout(gopro_folder) == "gopro"
+    assert detect_layout(pairs_folder) == "pairs"
+    assert detect_layout(sharp_folder) == "sharp"
+
+
+def test_kaggle_layout_pairs_by_scene(kaggle_folder):
+    both = find_pairs(kaggle_folder, "kaggle")
+    assert len(both) == 5
+    motion = find_pairs(kaggle_folder, "kaggle", kaggle_blur="motion")
+    assert [p.blur.name for p in motion] == ["0_IPHONE-SE_M.JPG", "1_IPHONE-SE_M.JPG", "2_IPHONE-SE_M.JPG"]
+    assert all(p.sharp.name.replace("_S", "_M") == p.blur.name for p in motion)
+    assert len(find_pairs(kaggle_folder, "kaggle", kaggle_blur="defocus")) == 2
+
+
+def test_gopro_layout_finds_every_scene(gopro_folder):
+    pairs = find_pairs(gopro_folder, "gopro")
+    assert len(pairs) == 6
+    assert {p.group.split("/")[1] for p in pairs} == {"GOPR0372_07_00", "GOPR0374_11_00", "GOPR0384_11_00"}
+    assert all(p.blur.parent.parent == p.sharp.parent.parent for p in pairs)
+
+
+def test_every_layout_loads_as_a_dataset(kaggle_folder, gopro_folder, pairs_folder, sharp_folder):
+    for root in (kaggle_folder, gopro_folder, pairs_folder, sharp_folder):
+        dataset = load_dataset(root, "all", train=True, crop=32)
+        blur, sharp = dataset[0]
+        assert blur.shape == sharp.shape == (3, 32, 32)
+        assert 0 <= float(blur.min()) and float(blur.max()) <= 1
+
+
+def test_split_is_80_10_10_deterministic_and_disjoint(sharp_folder):
+    pairs = find_pairs(sharp_folder)
+    parts = {s: split_pairs(pairs, s) for s in ("train", "val", "test")}
+    assert [len(parts[s]) for s in ("train", "val", "test")] == [8, 1, 1]
+    names = [p.sharp.name for s in ("train", "val", "test") for p in parts[s]]
+    assert sorted(names) == sorted(p.sharp.name for p in pairs)
+    assert split_pairs(find_pairs(sharp_folder), "test") == parts["test"]
+
+
+def test_split_keeps_a_kaggle_scene_together(kaggle_folder):
+    pairs = find_pairs(kaggle_folder, "kaggle")
+    for split in ("train", "val", "test"):
+        groups = {p.group for p in split_pairs(pairs, split)}
+        others = {p.group for s in ("train", "val", "test") if s != split for p in split_pairs(pairs, s)}
+        assert not groups & others
+
+
+def test_kernels_are_normalised_and_deterministic():
+    for size in (7, 21, 41):
+        k1 = motion_kernel(np.random.default_rng(3), size)
+        k2 = motion_kernel(np.random.default_rng(3), size)
+        assert k1.shape == (size, size)
+        assert np.array_equal(k1, k2)
+        assert abs(k1.sum() - 1) < 1e-5 and k1.min() >= 0
+        assert (k1 > 0).sum() > size // 2  # a trajectory, not a single dot
+    assert not np.array_equal(motion_kernel(np.random.default_rng(1), 21), motion_kernel(np.random.default_rng(2), 21))
+    disk = defocus_kernel(4.0)
+    assert disk.shape == (9, 9) and abs(disk.sum() - 1) < 1e-5
+    assert disk[4, 4] > disk[0, 0]  # the centre is inside the disk, the corner outside
+    spec_kernel, noise = BlurSpec().sample(np.random.default_rng(0))
+    assert 7 <= spec_kernel.shape[0] <= 41 and 0 <= noise <= 0.01
+
+
+def test_blur_keeps_size_and_flat_regions():
+    flat = np.full((40, 50, 3), 0.4, np.float32)
+    out = blur_image(flat, motion_kernel(np.random.default_rng(0), 15))
+    assert out.shape == flat.shape
+    assert np.abs(out - 0.4).max() < 1e-4  # normalised kernel: a flat image stays flat
+    sharp = photo("astronaut", (64, 64)).astype(np.float32) / 255
+    assert np.abs(blur_image(sharp, defocus_kernel(3.0)) - sharp).mean() > 0.01
+
+
+def test_synthetic_validation_blur_never_changes(sharp_folder):
+    first = load_dataset(sharp_folder, "val", train=False)[0]
+    second = load_dataset(sharp_folder, "val", train=False)[0]
+    assert np.array_equal(first[0].numpy(), second[0].numpy())
+    assert not np.array_equal(first[0].numpy(), first[1].numpy())
+
+
+def test_training_crops_vary_and_flip(pairs_folder):
+    dataset = DeblurDataset(find_pairs(pairs_folder), train=True, crop=32)
+    crops = {dataset[0][1].numpy().tobytes() for _ in range(8)}
+    assert len(crops) > 1
+
+
+def test_frame_averaging_is_linear_light_and_takes_the_middle_frame(tmp_path):
+    frames = [np.full((16, 16, 3), v, np.float32) for v in (0.0, 0.5, 1.0)]
+    blur, sharp = average_frames(frames)
+    assert np.array_equal(sharp, frames[1])
+    expected = ((0.0 + 0.5 ** 2.2 + 1.0) / 3) ** (1 / 2.2)
+    assert np.allclose(blur, expected, atol=1e-6)
+    for i in range(9):
+        shifted = np.roll(photo("coffee", (64, 48)), 2 * i, axis=1)
+        save(shifted, tmp_path / "frames" / f"{i:04d}.png")
+    assert make_frame_pairs(tmp_path / "frames", tmp_path / "pairs", n=3) == 3
+    assert detect_layout(tmp_path / "pairs") == "pairs"
+    pairs = find_pairs(tmp_path / "pairs")
+    assert [p.sharp.name for p in pairs] == ["0001_n03.png", "0004_n03.png", "0007_n03.png"]
+
+
+def test_unknown_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no known layout"):
+        detect_layout(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError):
+        detect_layout(tmp_path / "missing")

@@ -1,0 +1,162 @@
+import io
+import struct
+import tracemalloc
+import zlib
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from conftest import photo, tiny_model
+from vitdeblur.inference import ImageError, deblur_array, deblur_image, load_image
+
+
+class Identity(torch.nn.Module):
+    """Records the largest batch it saw, to check that memory use is bounded by the tile batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+        self.largest_input = 0
+
+    def forward(self, x):
+        self.largest_input = max(self.largest_input, x.numel())
+        return x.clone()
+
+
+class LocalBlur(torch.nn.Module):
+    """A purely local operator (3x3 box filter): tiled and whole-image results must agree away from the borders."""
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+
+
+def test_tiling_reproduces_the_image_through_identity():
+    rgb = photo("astronaut", (300, 210)).astype(np.float32) / 255
+    out = deblur_array(Identity(), rgb, tile_size=64, tile_overlap=16, batch_size=3)
+    assert out.shape == rgb.shape
+    assert np.abs(out - rgb).max() < 1 / 255
+
+
+def test_tiles_blend_without_seams():
+    rgb = photo("coffee", (257, 190)).astype(np.float32) / 255
+    whole = LocalBlur()(torch.from_numpy(rgb).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
+    tiled = deblur_array(LocalBlur(), rgb, tile_size=64, tile_overlap=16)
+    # Tile edges see replicate padding instead of their neighbours; feathering must hide that completely.
+    assert np.abs(tiled - whole).max() < 1 / 255
+
+
+def test_tiled_model_output_matches_small_image_path():
+    model = tiny_model()
+    rgb = photo("chelsea", (150, 100)).astype(np.float32) / 255
+    single = deblur_array(model, rgb, tile_size=256)  # one tile
+    tiled = deblur_array(model, rgb, tile_size=64, tile_overlap=32)
+    assert single.shape == tiled.shape == rgb.shape
+    assert np.abs(single - tiled).mean() < 0.01
+
+
+def test_memory_stays_bounded_for_8_megapixels():
+    height, width = 2448, 3264  # 8 MP
+    rgb = np.zeros((height, width, 3), np.float32)
+    model = Identity()
+    tracemalloc.start()
+    deblur_array(model, rgb, tile_size=256, tile_overlap=32, batch_size=4)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert model.largest_input <= 4 * 3 * 256 * 256
+    # Output and weight buffers are proportional to the image (<= 2.5x its float size), nothing per tile piles up.
+    assert peak < 2.5 * rgb.nbytes
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img = Image.fromarray(photo("astronaut", (120, 80)))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    path = tmp_path / "phone.jpg"
+    img.save(path, exif=exif)
+    loaded = load_image(path)
+    assert loaded.size == (80, 120)
+    result = deblur_image(tiny_model(), path)
+    assert result.size == (80, 120)
+
+
+def test_rgba_keeps_alpha_and_size(tmp_path):
+    rgba = np.dstack([photo("coffee", (90, 70)), np.linspace(0, 255, 90 * 70).reshape(70, 90).astype(np.uint8)])
+    path = tmp_path / "alpha.png"
+    Image.fromarray(rgba, "RGBA").save(path)
+    result = deblur_image(tiny_model(), path)
+    assert result.mode == "RGBA" and result.size == (90, 70)
+    assert np.array_equal(np.asarray(result)[..., 3], rgba[..., 3])
+
+
+def test_grayscale_and_16_bit_inputs(tmp_path):
+    gray = photo("camera", (100, 60))[..., 0]
+    Image.fromarray(gray, "L").save(tmp_path / "gray.png")
+    Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "gray16.png")
+    for name in ("gray.png", "gray16.png"):
+        loaded = load_image(tmp_path / name)
+        assert loaded.grayscale and loaded.rgb.shape == (60, 100, 3)
+        assert np.abs(loaded.rgb[..., 0] * 255 - gray).max() < 1
+        result = deblur_image(tiny_model(), tmp_path / name)
+        assert result.mode == "L" and result.size == (100, 60)
+
+
+def test_palette_and_cmyk_inputs(tmp_path):
+    rgb = photo("chelsea", (64, 48))
+    Image.fromarray(rgb).convert("P").save(tmp_path / "palette.png")
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    for name in ("palette.png", "cmyk.jpg"):
+        assert load_image(tmp_path / name).rgb.shape == (48, 64, 3)
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A valid small PNG whose header is rewritten to claim another size (with a correct CRC)."""
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format="PNG")
+    data = bytearray(buf.getvalue())
+    ihdr = bytes(data[12:16]) + struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(ihdr))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty"),
+    (b"this is a text file, not a picture\n", "not an image"),
+    ("truncated", "corrupt or truncated"),
+    ("one_pixel", "too small"),
+    (_png_claiming(20000, 5000), "megapixels"),
+    (_png_claiming(100_000, 100_000), "megapixels"),
+])
+def test_bad_inputs_get_clear_errors(tmp_path, content, message):
+    if content == "truncated":
+        buf = io.BytesIO()
+        Image.fromarray(photo("astronaut", (200, 200))).save(buf, format="JPEG")
+        content = buf.getvalue()[: len(buf.getvalue()) // 2]
+    elif content == "one_pixel":
+        buf = io.BytesIO()
+        Image.new("RGB", (1, 1)).save(buf, format="PNG")
+        content = buf.getvalue()
+    path = tmp_path / "bad.png"
+    path.write_bytes(content)
+    with pytest.raises(ImageError, match=message):
+        load_image(path)
+    with pytest.raises(ImageError, match=message):
+        load_image(content)
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ImageError, match="not found"):
+        load_image(tmp_path / "nope.jpg")
+
+
+def test_max_megapixels_downscales(tmp_path):
+    result = deblur_image(tiny_model(), Image.fromarray(photo("astronaut", (400, 300))), max_megapixels=0.03)
+    assert result.size[0] * result.size[1] <= 30_000
+    assert abs(result.size[0] / result.size[1] - 4 / 3) < 0.05

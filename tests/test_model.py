@@ -1,0 +1,64 @@
+import pytest
+import safetensors.torch
+import timm
+import torch
+
+from conftest import TINY, tiny_model
+from vitdeblur import ViTDeblur, ViTDeblurConfig
+from vitdeblur.model import count_parameters
+
+
+@pytest.mark.parametrize("decoder", ["paper", "residual"])
+@pytest.mark.parametrize("size", [(64, 64), (128, 96), (37, 53), (17, 200), (224, 224)])
+def test_output_shape_and_finite(decoder, size):
+    model = tiny_model(decoder)
+    x = torch.rand(2, 3, *size)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == x.shape
+    assert torch.isfinite(y).all()
+
+
+def test_untrained_residual_model_is_identity():
+    model = tiny_model("residual", perturb=False)
+    x = torch.rand(1, 3, 45, 70)
+    with torch.no_grad():
+        assert torch.equal(model(x), x)
+
+
+def test_paper_model_has_the_study_parameter_count():
+    model = ViTDeblur(ViTDeblurConfig(backbone="vit_base_patch16_224", decoder="paper"))
+    assert 85.4e6 <= count_parameters(model) <= 88.0e6
+    # ViT-Base tokens (768) match 16x16x3 patches: the study adds them without a projection.
+    assert isinstance(model.decoder.token_proj, torch.nn.Identity)
+
+
+def test_residual_decoder_stays_small_with_vit_tiny():
+    model = ViTDeblur(ViTDeblurConfig(backbone="vit_tiny_patch16_224", decoder="residual"))
+    assert count_parameters(model.decoder) <= 3.0e6
+
+
+def test_gradients_reach_the_encoder():
+    model = tiny_model("residual")
+    model(torch.rand(1, 3, 32, 32)).mean().backward()
+    assert model.encoder.patch_embed.proj.weight.grad.abs().sum() > 0
+
+
+def test_encoder_loads_a_local_timm_checkpoint(tmp_path):
+    reference = timm.create_model("test_vit", num_classes=0, img_size=224)
+    torch.nn.init.normal_(reference.pos_embed, std=0.5)
+    path = tmp_path / "vit.safetensors"
+    safetensors.torch.save_file(reference.state_dict(), path)
+    model = ViTDeblur(ViTDeblurConfig(pretrained_file=str(path), **TINY))
+    assert torch.equal(model.encoder.pos_embed, reference.pos_embed)
+    assert torch.equal(model.encoder.blocks[0].attn.qkv.weight, reference.blocks[0].attn.qkv.weight)
+
+
+def test_missing_local_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="pretrained_file not found"):
+        ViTDeblur(ViTDeblurConfig(pretrained_file=str(tmp_path / "nope.pth"), **TINY))
+
+
+def test_bad_decoder_name_is_refused():
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        ViTDeblurConfig(decoder="unet")

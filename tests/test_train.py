@@ -1,0 +1,97 @@
+import csv
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import TINY, photo, tiny_model
+from train.recipes import RECIPES
+from train.train import TrainingDiverged, compute_loss, lr_factor, main
+from vitdeblur import load_model
+
+TINY_FLAGS = ["--backbone", TINY["backbone"], "--decoder-width", "8", "--batch-size", "4", "--crop", "32",
+              "--samples-per-epoch", "8", "--val-crop", "48", "--warmup-steps", "2"]
+
+
+def run(pairs_folder, out, *extra):
+    main(["--recipe", "adam", "--data", str(pairs_folder), "--out", str(out), "--device", "cpu", *TINY_FLAGS, *extra])
+
+
+def read_log(out):
+    with open(out / "log.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_few_steps_lower_the_loss():
+    torch.manual_seed(0)
+    sharp = torch.stack([torch.from_numpy(photo(name, (48, 48))).permute(2, 0, 1).float() / 255
+                         for name in ("astronaut", "coffee", "chelsea", "rocket")])
+    blur = 0.7 * F.avg_pool2d(F.pad(sharp, (2, 2, 2, 2), mode="replicate"), 5, stride=1)  # blurred and too dark
+    model = tiny_model(perturb=False).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(20):
+        loss = compute_loss(RECIPES["adam"], model(blur), sharp)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.75 * losses[0]
+
+
+def test_training_run_writes_its_outputs_and_resumes(pairs_folder, tmp_path):
+    out = tmp_path / "run"
+    run(pairs_folder, out, "--epochs", "1")
+    assert [r["epoch"] for r in read_log(out)] == ["1"]
+    for name in ("train_config.json", "loss_curve.png", "train_state.pt", "best/config.json", "last/README.md"):
+        assert (out / name).exists(), name
+    config = json.loads((out / "train_config.json").read_text())
+    assert config["loss"] == "l1" and config["optimizer"] == "adam" and config["steps"] == 2
+    load_model(out / "best")  # a Hub-format folder that loads strictly
+
+    # "Interrupted" after epoch 1: a resumed run continues at epoch 2 and step 3, not from scratch.
+    run(pairs_folder, out, "--epochs", "3", "--resume")
+    rows = read_log(out)
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert [r["step"] for r in rows] == ["2", "4", "6"]
+    state = torch.load(out / "train_state.pt", weights_only=True)
+    assert state["epoch"] == 3 and state["step"] == 6
+
+
+def test_init_starts_from_a_checkpoint(pairs_folder, tmp_path, tiny_checkpoint):
+    out = tmp_path / "run"
+    run(pairs_folder, out, "--epochs", "1", "--init", str(tiny_checkpoint), "--lr", "1e-12")
+    before, after = load_model(tiny_checkpoint), load_model(out / "last")
+    assert torch.allclose(before.decoder.head.weight, after.decoder.head.weight, atol=1e-6)
+
+
+def test_nan_loss_stops_with_a_clear_message(pairs_folder, tmp_path):
+    with pytest.raises(TrainingDiverged, match="loss became"):
+        main(["--recipe", "sgd", "--data", str(pairs_folder), "--out", str(tmp_path / "run"), "--device", "cpu",
+              *TINY_FLAGS, "--epochs", "3", "--lr", "1e30", "--amp", "none"])
+
+
+def test_resume_without_state_is_an_error(pairs_folder, tmp_path):
+    with pytest.raises(SystemExit, match="does not exist"):
+        run(pairs_folder, tmp_path / "fresh", "--resume")
+
+
+def test_schedules():
+    paper = RECIPES["paper-sgd"]
+    assert lr_factor(paper, 0, 10, 1000) == 1.0
+    assert lr_factor(paper, 25 * 10, 10, 1000) == pytest.approx(0.1)
+    assert lr_factor(paper, 50 * 10 + 3, 10, 1000) == pytest.approx(0.01)
+    adam = RECIPES["adam"]
+    assert lr_factor(adam, 0, 10, 1000) == pytest.approx(1 / adam.warmup_steps)
+    assert lr_factor(adam, adam.warmup_steps, 10, 1000) == pytest.approx(1.0)
+    assert lr_factor(adam, 1000, 10, 1000) == pytest.approx(0.0)
+
+
+def test_paper_recipes_are_the_study_hyperparameters():
+    adam, sgd = RECIPES["paper-adam"], RECIPES["paper-sgd"]
+    assert (adam.optimizer, adam.loss, adam.lr, adam.step_size, adam.gamma, adam.epochs, adam.batch_size) == \
+        ("adam", "l1", 0.01, 25, 0.5, 100, 1)
+    assert (sgd.optimizer, sgd.loss, sgd.lr, sgd.step_size, sgd.gamma, sgd.epochs, sgd.batch_size) == \
+        ("sgd", "mse", 0.1, 25, 0.1, 100, 1)
+    assert adam.backbone == sgd.backbone == "vit_base_patch16_224" and adam.decoder == "paper"

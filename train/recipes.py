@@ -1,0 +1,52 @@
+"""Training recipes: one dataclass, four named instances. Command-line flags override fields; the resolved recipe is
+written beside every checkpoint (train_config.json)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Recipe:
+    name: str
+    # model
+    backbone: str = "vit_tiny_patch16_224"
+    decoder: str = "residual"
+    decoder_width: int = 32
+    pretrained: bool = False  # timm ImageNet weights for the encoder (needs the network when the run starts)
+    # objective and optimiser
+    loss: str = "l1"  # l1 | mse | charbonnier
+    edge_loss_weight: float = 0.0  # MPRNet's edge loss (Charbonnier of Laplacians), added with this weight
+    optimizer: str = "adam"  # adam | sgd
+    lr: float = 3e-4
+    momentum: float = 0.0  # SGD only
+    weight_decay: float = 0.0
+    schedule: str = "cosine"  # cosine (with linear warmup, per step) | step (StepLR, per epoch)
+    warmup_steps: int = 0
+    step_size: int = 25  # StepLR: epochs between decays
+    gamma: float = 0.5  # StepLR: decay factor
+    grad_clip: float | None = None
+    # data and length
+    epochs: int = 100
+    max_steps: int | None = None  # stop earlier than `epochs` after this many optimiser steps
+    batch_size: int = 16
+    crop: int = 128
+    samples_per_epoch: int | None = None  # crops per epoch; None = one crop per training image
+    val_crop: int = 256  # validation runs on centre crops of this size each epoch (evaluate uses full images)
+    amp: str = "auto"  # auto (bf16 where supported) | bf16 | fp16 | none
+
+
+RECIPES = {
+    # The study's hyperparameters, exactly: ViT-Base/16 at 224, its decoder, 100 epochs of batch 1.
+    "paper-adam": Recipe(name="paper-adam", backbone="vit_base_patch16_224", decoder="paper", pretrained=True,
+                         loss="l1", optimizer="adam", lr=0.01, schedule="step", step_size=25, gamma=0.5,
+                         epochs=100, batch_size=1, crop=224, amp="none"),
+    "paper-sgd": Recipe(name="paper-sgd", backbone="vit_base_patch16_224", decoder="paper", pretrained=True,
+                        loss="mse", optimizer="sgd", lr=0.1, schedule="step", step_size=25, gamma=0.1,
+                        epochs=100, batch_size=1, crop=224, amp="none"),
+    # The study's optimiser/loss pairs with settings that train: warmup + cosine, clipping, batches of crops.
+    "adam": Recipe(name="adam", loss="l1", optimizer="adam", lr=3e-4, weight_decay=0.0, warmup_steps=200,
+                   grad_clip=1.0, epochs=40, batch_size=16, crop=128, samples_per_epoch=2048),
+    "sgd": Recipe(name="sgd", loss="mse", optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=0.0,
+                  warmup_steps=200, grad_clip=1.0, epochs=40, batch_size=16, crop=128, samples_per_epoch=2048),
+}

@@ -1,0 +1,321 @@
+"""Train a ViTDeblur model: `python -m train --recipe adam --data PATH --out runs/NAME`.
+
+CPU or CUDA (bf16 autocast), several GPUs with `torchrun --nproc_per_node N -m train ...` (DDP), resumable with
+`--resume` (the whole training state is replaced atomically after every epoch).
+
+Writes to --out: train_config.json (the resolved recipe and run facts), log.csv (per-epoch train/val loss and val
+PSNR), loss_curve.png, train_state.pt (for --resume), last/ and best/ (Hub-format checkpoint folders; best = highest
+val PSNR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import ConcatDataset, DataLoader, RandomSampler
+from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
+
+from train.recipes import RECIPES, Recipe
+from vitdeblur.data import LAYOUTS, load_dataset
+from vitdeblur.evaluate import psnr
+from vitdeblur.hub import load_model, model_card, save_checkpoint
+from vitdeblur.model import ViTDeblur, ViTDeblurConfig
+
+LOG_FIELDS = ["epoch", "step", "lr", "train_loss", "val_loss", "val_psnr", "val_psnr_blurred", "minutes"]
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", required=True, choices=sorted(RECIPES))
+    p.add_argument("--data", required=True, action="append",
+                   help="dataset folder; give it several times to mix sources (e.g. sharp photos + real pairs)")
+    p.add_argument("--layout", default="auto", choices=LAYOUTS, help="layout of every --data folder (default: detect)")
+    p.add_argument("--out", required=True, help="run folder, e.g. runs/adam")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its train_state.pt")
+    p.add_argument("--init", help="start from the weights (and architecture) of a checkpoint, e.g. checkpoints/adam")
+    p.add_argument("--workers", type=int, default=None, help="data-loading processes (default: 0 on CPU, 4 on CUDA)")
+    p.add_argument("--seed", type=int, default=0)
+    # Recipe overrides.
+    p.add_argument("--backbone")
+    p.add_argument("--decoder", choices=("paper", "residual"))
+    p.add_argument("--decoder-width", type=int)
+    p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
+                   help="ImageNet weights for the encoder (needs the network)")
+    p.add_argument("--loss", choices=("l1", "mse", "charbonnier"))
+    p.add_argument("--edge-loss-weight", type=float)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--warmup-steps", type=int)
+    p.add_argument("--grad-clip", type=float)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--crop", type=int)
+    p.add_argument("--samples-per-epoch", type=int)
+    p.add_argument("--val-crop", type=int)
+    p.add_argument("--amp", choices=("auto", "bf16", "fp16", "none"))
+    return p.parse_args(argv)
+
+
+def resolve_recipe(args: argparse.Namespace) -> Recipe:
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe)
+                 if f.name != "name" and getattr(args, f.name, None) is not None}
+    return dataclasses.replace(RECIPES[args.recipe], **overrides)
+
+
+def lr_factor(recipe: Recipe, step: int, steps_per_epoch: int, total_steps: int) -> float:
+    """Multiplier of the base learning rate at an optimiser step."""
+    if recipe.schedule == "step":
+        return recipe.gamma ** ((step // steps_per_epoch) // recipe.step_size)
+    if step < recipe.warmup_steps:
+        return (step + 1) / recipe.warmup_steps
+    progress = (step - recipe.warmup_steps) / max(1, total_steps - recipe.warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def laplacian(x: torch.Tensor) -> torch.Tensor:
+    kernel = torch.tensor([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=x.dtype, device=x.device)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel.expand(3, 1, 3, 3), groups=3)
+
+
+def compute_loss(recipe: Recipe, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    if recipe.loss == "l1":
+        loss = F.l1_loss(output, target)
+    elif recipe.loss == "mse":
+        loss = F.mse_loss(output, target)
+    elif recipe.loss == "charbonnier":
+        loss = torch.sqrt((output - target) ** 2 + 1e-6).mean()
+    else:
+        raise ValueError(f"unknown loss {recipe.loss!r}")
+    if recipe.edge_loss_weight:
+        loss = loss + recipe.edge_loss_weight * torch.sqrt((laplacian(output) - laplacian(target)) ** 2 + 1e-6).mean()
+    return loss
+
+
+def amp_dtype(recipe: Recipe, device: torch.device) -> torch.dtype | None:
+    if recipe.amp == "none":
+        return None
+    if recipe.amp == "fp16":
+        return torch.float16
+    if recipe.amp == "bf16" or device.type == "cpu" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def build_model(recipe: Recipe, init: str | None) -> ViTDeblur:
+    if init:
+        return load_model(init)
+    return ViTDeblur(ViTDeblurConfig(backbone=recipe.backbone, decoder=recipe.decoder,
+                                     decoder_width=recipe.decoder_width, pretrained=recipe.pretrained))
+
+
+@torch.no_grad()
+def validate(model, datasets, recipe: Recipe, device, dtype) -> dict:
+    model.eval()
+    losses, psnrs, psnrs_blurred = [], [], []
+    for dataset in datasets:
+        for i in range(len(dataset)):
+            blur, sharp = (t.unsqueeze(0).to(device) for t in dataset[i])
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                out = model(blur)
+            out = out.float()
+            losses.append(compute_loss(recipe, out, sharp).item())
+            to_np = lambda t: t[0].permute(1, 2, 0).cpu().numpy()  # noqa: E731
+            psnrs.append(psnr(to_np(out), to_np(sharp)))
+            psnrs_blurred.append(psnr(to_np(blur), to_np(sharp)))
+    model.train()
+    return {"val_loss": float(np.mean(losses)), "val_psnr": float(np.mean(psnrs)),
+            "val_psnr_blurred": float(np.mean(psnrs_blurred))}
+
+
+def plot_curves(log_path: Path, png_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(log_path) as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    epochs = [int(r["epoch"]) for r in rows]
+    fig, (ax_loss, ax_psnr) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [float(r["train_loss"]) for r in rows], label="train")
+    ax_loss.plot(epochs, [float(r["val_loss"]) for r in rows], label="val")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
+    ax_loss.legend()
+    ax_psnr.plot(epochs, [float(r["val_psnr"]) for r in rows], label="deblurred")
+    ax_psnr.plot(epochs, [float(r["val_psnr_blurred"]) for r in rows], "--", label="blurred input")
+    ax_psnr.set(xlabel="epoch", ylabel="PSNR (dB)", title="Validation PSNR")
+    ax_psnr.legend()
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+
+
+def hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        count = dist.get_world_size() if dist.is_initialized() else 1
+        return f"{count}x {torch.cuda.get_device_name(device)}"
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)  # an interrupted save never leaves a half-written state behind
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    recipe = resolve_recipe(args)
+    distributed = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
+    if distributed:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        rank, local_rank = dist.get_rank(), int(os.environ.get("LOCAL_RANK", 0))
+    else:
+        rank, local_rank = 0, 0
+    if args.device == "auto":
+        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    main_process = rank == 0
+    torch.manual_seed(args.seed + rank)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    train_sets = [load_dataset(d, "train", train=True, layout=args.layout, crop=recipe.crop) for d in args.data]
+    val_sets = [load_dataset(d, "val", train=False, layout=args.layout, crop=recipe.val_crop) for d in args.data]
+    train_set = ConcatDataset(train_sets)
+    samples = recipe.samples_per_epoch or len(train_set)
+    if distributed:
+        sampler = DistributedSampler(train_set, shuffle=True, seed=args.seed)
+        samples = len(sampler)
+    else:
+        sampler = RandomSampler(train_set, replacement=recipe.samples_per_epoch is not None, num_samples=samples)
+    workers = args.workers if args.workers is not None else (4 if device.type == "cuda" else 0)
+    loader = DataLoader(train_set, batch_size=recipe.batch_size, sampler=sampler, num_workers=workers,
+                        drop_last=True, pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise SystemExit(f"error: {samples} training samples is fewer than one batch of {recipe.batch_size}")
+    total_steps = recipe.epochs * steps_per_epoch
+    if recipe.max_steps:
+        total_steps = min(total_steps, recipe.max_steps)
+
+    model = build_model(recipe, args.init).to(device)
+    if args.init:  # the checkpoint decides the architecture; record it
+        recipe = dataclasses.replace(recipe, backbone=model.config.backbone, decoder=model.config.decoder,
+                                     decoder_width=model.config.decoder_width)
+    if recipe.optimizer == "adam":
+        optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                                    weight_decay=recipe.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(recipe, step, steps_per_epoch, total_steps))
+    dtype = amp_dtype(recipe, device)
+    scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
+
+    step, epoch, best_psnr, minutes_before = 0, 0, -math.inf, 0.0
+    state_path = out / "train_state.pt"
+    if args.resume:
+        if not state_path.exists():
+            raise SystemExit(f"error: --resume given but {state_path} does not exist")
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, epoch, best_psnr, minutes_before = state["step"], state["epoch"], state["best_psnr"], state["minutes"]
+        if main_process and (out / "log.csv").exists():  # drop rows logged after the saved state, if any
+            with open(out / "log.csv") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= epoch]
+            with open(out / "log.csv", "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+                writer.writeheader()
+                writer.writerows(rows)
+        if main_process:
+            print(f"resumed from {state_path}: epoch {epoch}, step {step}")
+    elif (out / "log.csv").exists() and main_process:
+        (out / "log.csv").unlink()
+
+    train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None) if distributed else model
+    facts = {**dataclasses.asdict(recipe), "data": [str(d) for d in args.data], "init": args.init,
+             "hardware": hardware(device), "amp_dtype": str(dtype).replace("torch.", "") if dtype else "none",
+             "train_images": len(train_set), "steps_per_epoch": steps_per_epoch, "total_steps": total_steps}
+    started = time.time()
+    model.train()
+    while epoch < recipe.epochs and step < total_steps:
+        if distributed:
+            sampler.set_epoch(epoch)
+        running, count = 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{recipe.epochs}", disable=not main_process, leave=False)
+        for blur, sharp in bar:
+            blur, sharp = blur.to(device, non_blocking=True), sharp.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                output = train_model(blur)
+            loss = compute_loss(recipe, output.float(), sharp)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"loss became {loss.item()} at step {step} (epoch {epoch + 1}); lower --lr or "
+                                       f"set --grad-clip, then --resume from the last good epoch")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if recipe.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            step += 1
+            running, count = running + loss.item(), count + 1
+            bar.set_postfix(loss=f"{running / count:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            if step >= total_steps:
+                break
+        epoch += 1
+        if not main_process:
+            continue
+        minutes = minutes_before + (time.time() - started) / 60
+        row = {"epoch": epoch, "step": step, "lr": scheduler.get_last_lr()[0], "train_loss": running / max(1, count),
+               **validate(model, val_sets, recipe, device, dtype), "minutes": minutes}
+        new_log = not (out / "log.csv").exists()
+        with open(out / "log.csv", "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+            if new_log:
+                writer.writeheader()
+            writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
+        print(f"epoch {epoch} step {step}: train {row['train_loss']:.4f} val {row['val_loss']:.4f} "
+              f"val PSNR {row['val_psnr']:.2f} dB (blurred {row['val_psnr_blurred']:.2f}) [{minutes:.1f} min]",
+              flush=True)
+        facts.update(steps=step, epochs_done=epoch, minutes=round(minutes, 1))
+        (out / "train_config.json").write_text(json.dumps(facts, indent=2))
+        save_checkpoint(model, out / "last", card=model_card(model.config, training=facts))
+        if row["val_psnr"] > best_psnr:
+            best_psnr = row["val_psnr"]
+            save_checkpoint(model, out / "best", card=model_card(model.config, training=facts))
+        atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                           "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch,
+                           "best_psnr": best_psnr, "minutes": minutes}, state_path)
+        plot_curves(out / "log.csv", out / "loss_curve.png")
+    if distributed:
+        dist.destroy_process_group()

@@ -1,0 +1,117 @@
+"""Command line: `python -m vitdeblur {evaluate,deblur,make-pairs} ...`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from vitdeblur.data import LAYOUTS, SPLITS, list_images, load_dataset, make_frame_pairs
+from vitdeblur.evaluate import evaluate, save_grid
+from vitdeblur.hub import CheckpointError, load_model
+from vitdeblur.inference import ImageError, deblur_image
+
+
+def pick_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda asked for, but no CUDA GPU is available")
+    return name
+
+
+def cmd_evaluate(args) -> None:
+    model = load_model(args.checkpoint, pick_device(args.device))
+    dataset = load_dataset(args.data, args.split, train=False, layout=args.layout, kaggle_blur=args.kaggle_blur)
+    metrics, rows = evaluate(model, dataset, grid_rows=args.grid_rows if args.grid else 0,
+                             tile_size=args.tile_size, batch_size=args.batch_size)
+    metrics.update(checkpoint=str(args.checkpoint), data=str(args.data), dataset=args.name or Path(args.data).name,
+                   split=args.split, layout=args.layout)
+    print(f"{'':12}{'PSNR (dB)':>11}{'SSIM':>9}")
+    print(f"{'blurred':12}{metrics['psnr_blurred']:11.2f}{metrics['ssim_blurred']:9.4f}")
+    print(f"{'deblurred':12}{metrics['psnr']:11.2f}{metrics['ssim']:9.4f}")
+    print(f"{metrics['n']} images ({args.split} split of {args.data}), {metrics['seconds_per_image']:.3f} s/image "
+          f"on {metrics['device']}, gain {metrics['psnr_gain']:+.2f} dB")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(metrics, indent=2))
+    if args.grid:
+        save_grid(rows, args.grid)
+
+
+def cmd_deblur(args) -> None:
+    model = load_model(args.checkpoint, pick_device(args.device))
+    inputs = []
+    for item in map(Path, args.inputs):
+        inputs += list_images(item) if item.is_dir() else [item]
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for path in inputs:
+        try:
+            result = deblur_image(model, path, max_megapixels=args.max_megapixels, tile_size=args.tile_size)
+        except ImageError as e:  # one bad file must not stop the others
+            print(f"skipped: {e}", file=sys.stderr)
+            failures += 1
+            continue
+        target = out_dir / (path.stem + ".png")
+        result.save(target)
+        print(f"{path} -> {target}")
+    if failures:
+        raise SystemExit(f"{failures} of {len(inputs)} inputs could not be deblurred")
+
+
+def cmd_make_pairs(args) -> None:
+    count = make_frame_pairs(args.frames, args.output, n=args.n, stride=args.stride)
+    print(f"wrote {count} pairs to {args.output} (layout 'pairs')")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m vitdeblur", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_model_args(p):
+        p.add_argument("--checkpoint", default="adam",
+                       help="checkpoint folder, Hub repo id, or shipped variant name (adam, sgd); default adam")
+        p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
+        p.add_argument("--tile-size", type=int, default=None, help="inference tile size (default: the checkpoint's)")
+
+    ev = sub.add_parser("evaluate", help="PSNR/SSIM of a checkpoint and of the blurred input, at full resolution")
+    add_model_args(ev)
+    ev.add_argument("--data", required=True, help="dataset folder")
+    ev.add_argument("--layout", default="auto", choices=LAYOUTS)
+    ev.add_argument("--split", default="test", choices=SPLITS, help="part of the 80/10/10 split (default test)")
+    ev.add_argument("--kaggle-blur", default="both", choices=("motion", "defocus", "both"))
+    ev.add_argument("--name", help="dataset name for the JSON and model card (default: the folder name)")
+    ev.add_argument("--json", help="write the metrics here")
+    ev.add_argument("--grid", help="write a PNG of blurred | deblurred | sharp rows here")
+    ev.add_argument("--grid-rows", type=int, default=4)
+    ev.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
+    ev.set_defaults(func=cmd_evaluate)
+
+    db = sub.add_parser("deblur", help="deblur images (files or folders) and write PNGs of the same size")
+    add_model_args(db)
+    db.add_argument("inputs", nargs="+", help="image files or folders")
+    db.add_argument("-o", "--output", required=True, help="output folder")
+    db.add_argument("--max-megapixels", type=float, default=None, help="downscale larger inputs first")
+    db.set_defaults(func=cmd_deblur)
+
+    mp = sub.add_parser("make-pairs", help="average consecutive video frames into blurred/sharp pairs (GoPro recipe)")
+    mp.add_argument("frames", help="folder of consecutive frames, in name order")
+    mp.add_argument("-o", "--output", required=True)
+    mp.add_argument("-n", type=int, default=7, help="frames averaged per blurred image")
+    mp.add_argument("--stride", type=int, default=None, help="frames between pairs (default n)")
+    mp.set_defaults(func=cmd_make_pairs)
+
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (CheckpointError, ImageError, FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+if __name__ == "__main__":
+    main()

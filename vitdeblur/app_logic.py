@@ -1,0 +1,295 @@
+"""What the Gradio app does, without any UI: choosing checkpoints and the device, loading models lazily, listing the
+examples and finding their ground truth, deblurring with one or both variants, and reporting PSNR/SSIM and timings.
+
+``app.py`` is a thin layer over this module, so everything here can be tested without a browser or a server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import torch
+from PIL import Image
+
+from vitdeblur.evaluate import psnr, ssim
+from vitdeblur.hub import PROJECT_ROOT, VARIANTS, load_model
+from vitdeblur.inference import LoadedImage, deblur_array, limit_megapixels, load_image, to_pil
+
+CHOICES = (*VARIANTS, "both")  # the values of the app's variant setting and of its API
+EXAMPLES_DIR = PROJECT_ROOT / "examples"
+# Processing is capped at this many megapixels by default; larger photos are downscaled first (Lanczos).
+# On 2 CPU cores the shipped vit_tiny model takes ~8 s per megapixel and variant (measured), so 0.75 MP keeps a 12 MP
+# photo under ~15 s even with both variants, decoding and downscaling included. A GPU does ~12 MP in seconds.
+DEFAULT_MAX_MEGAPIXELS = {"cpu": 0.75, "cuda": 12.0}
+MAX_MEGAPIXELS_LIMIT = {"cpu": 8.0, "cuda": 48.0}  # the most the setting allows
+RESULTS_MAX_AGE_S = 3600  # result PNGs older than this are deleted when new ones are written
+
+TRAINING_NOTE = """\
+**What these models were trained on, and their limits.** Both variants are the same small model (a ViT-Tiny encoder
+with a convolutional decoder, a few million parameters) trained from random initialisation, on CPU, for a short time:
+`adam` with Adam and an L1 loss, `sgd` with SGD and an MSE loss, as in the study the project follows. The training
+data is small: synthetic motion and defocus blur applied to a few dozen photos, plus real blur from frame-averaged
+GoPro video of a single scene. Expect modest gains (sharper edges, a dB or two of PSNR on blur like the examples) and
+little or nothing on blur far outside that range: very long camera shake, heavy noise, low light, or moving objects.
+Large photos are downscaled to the megapixel limit before deblurring. None of the example photos were used in
+training."""
+
+
+def pick_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def describe_device(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"GPU ({torch.cuda.get_device_name(torch.device(device))})"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def default_max_megapixels(device: str) -> float:
+    return DEFAULT_MAX_MEGAPIXELS["cuda" if device.startswith("cuda") else "cpu"]
+
+
+def checkpoint_spec(variant: str) -> str:
+    """Where a variant's checkpoint comes from: $VITDEBLUR_ADAM / $VITDEBLUR_SGD (a folder or a Hub repo id), else
+    $VITDEBLUR_CHECKPOINTS/<variant>, else the shipped checkpoints/<variant>."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    explicit = os.environ.get(f"VITDEBLUR_{variant.upper()}", "").strip()
+    if explicit:
+        return explicit
+    folder = os.environ.get("VITDEBLUR_CHECKPOINTS", "").strip()
+    if folder:
+        return str(Path(folder) / variant)
+    return variant  # load_model resolves a bare variant name to checkpoints/<variant>
+
+
+def variants_for(choice: str) -> list[str]:
+    """'adam' -> ['adam'], 'sgd' -> ['sgd'], 'both' -> ['adam', 'sgd']."""
+    if choice == "both":
+        return list(VARIANTS)
+    if choice in VARIANTS:
+        return [choice]
+    raise ValueError(f"unknown variant {choice!r}; choose one of {', '.join(CHOICES)}")
+
+
+class Models:
+    """Loads each variant's checkpoint on first use and keeps it; safe to share between request threads."""
+
+    def __init__(self, device: str | None = None, specs: dict[str, str] | None = None):
+        self.device = device or pick_device()
+        self._specs = specs or {}
+        self._models: dict[str, torch.nn.Module] = {}
+        self._lock = threading.Lock()
+
+    def spec(self, variant: str) -> str:
+        return self._specs.get(variant) or checkpoint_spec(variant)
+
+    def get(self, variant: str) -> torch.nn.Module:
+        """The model of a variant; raises CheckpointError (with a clear message) when it cannot be loaded."""
+        with self._lock:
+            if variant not in self._models:
+                self._models[variant] = load_model(self.spec(variant), self.device)
+            return self._models[variant]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Examples
+
+
+@dataclass(frozen=True)
+class Example:
+    name: str
+    blurred: Path
+    sharp: Path | None  # the ground truth; None for real blur
+
+    @property
+    def label(self) -> str:
+        return self.name if self.sharp else f"{self.name} (no ground truth)"
+
+
+def list_examples(folder: str | Path = EXAMPLES_DIR) -> list[Example]:
+    """Every <folder>/<name>/blurred.png, with <name>/sharp.png as its ground truth when present."""
+    folder = Path(folder)
+    examples = []
+    for blurred in sorted(folder.glob("*/blurred.png")):
+        sharp = blurred.with_name("sharp.png")
+        examples.append(Example(blurred.parent.name, blurred, sharp if sharp.is_file() else None))
+    return examples
+
+
+def file_digest(path: str | Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+@lru_cache(maxsize=8)
+def _examples_by_digest(folder: Path) -> dict[str, Example]:
+    return {file_digest(e.blurred): e for e in list_examples(folder)}
+
+
+def find_example(path: str | Path, folder: str | Path = EXAMPLES_DIR) -> Example | None:
+    """The example whose blurred file has exactly these bytes, wherever the copy lives (Gradio copies example files
+    into its cache, and API users upload their own copy): this is how an example's ground truth is found."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    return _examples_by_digest(Path(folder).resolve()).get(file_digest(path))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Deblurring
+
+ProgressCallback = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening)
+
+
+@dataclass
+class Outcome:
+    """Everything the page shows for one request; all images have the same size (the processed size)."""
+
+    name: str  # a file-name-safe stem for the downloads
+    blurred: Image.Image
+    restored: dict[str, Image.Image]  # variant -> deblurred image
+    ground_truth: Image.Image | None
+    metrics: list[dict] = field(default_factory=list)  # rows {"image", "psnr", "ssim"}; empty without ground truth
+    seconds: dict[str, float] = field(default_factory=dict)  # variant -> model time
+    total_seconds: float = 0.0  # reading, downscaling, deblurring and metrics
+    device: str = ""
+    original_size: tuple[int, int] = (0, 0)  # (width, height) of the upright input
+    size: tuple[int, int] = (0, 0)  # (width, height) processed and shown
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        """The JSON-friendly facts (no images): metrics, timings, device and sizes."""
+        return {"name": self.name, "variants": list(self.restored), "metrics": self.metrics,
+                "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+                "total_seconds": round(self.total_seconds, 3), "device": self.device,
+                "original_size": list(self.original_size), "size": list(self.size),
+                "ground_truth": self.ground_truth is not None, "notes": self.notes}
+
+
+def safe_stem(name: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem).strip("._")
+    return stem[:60] or "image"
+
+
+def deblur(source: str | Path, choice: str, models: Models, max_megapixels: float | None = None,
+           examples_dir: str | Path = EXAMPLES_DIR, progress: ProgressCallback | None = None) -> Outcome:
+    """Read `source` (a file path), deblur it with the chosen variant(s) and measure against the ground truth when the
+    file is one of the examples. Raises ImageError for unreadable input, CheckpointError for missing checkpoints and
+    ValueError for an unknown variant -- all with messages meant for the user."""
+    start = time.perf_counter()
+    variants = variants_for(choice)
+    if max_megapixels is not None and max_megapixels <= 0:
+        raise ValueError("the megapixel limit must be positive")
+    report = progress or (lambda fraction, message: None)
+    source = Path(source)
+    report(0.0, "reading the image")
+    image = load_image(source, name=source.name)
+    example = find_example(source, examples_dir)
+    original_size = image.size
+    image = limit_megapixels(image, max_megapixels)
+    truth = _ground_truth(example, max_megapixels, image.size)
+
+    restored, seconds = {}, {}
+    for i, variant in enumerate(variants):
+        report(i / len(variants), f"loading {variant}")
+        model = models.get(variant)
+
+        def tiles_done(done: int, total: int, i=i, variant=variant):
+            report((i + done / total) / len(variants), f"deblurring with {variant}: tile {done} of {total}")
+
+        variant_start = time.perf_counter()
+        restored[variant] = deblur_array(model, image.rgb, progress=tiles_done)
+        if models.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds[variant] = time.perf_counter() - variant_start
+
+    metrics = []
+    if truth is not None:
+        report(1.0, "measuring PSNR and SSIM")
+        metrics.append({"image": "blurred input", "psnr": psnr(image.rgb, truth.rgb), "ssim": ssim(image.rgb, truth.rgb)})
+        for variant, rgb in restored.items():
+            metrics.append({"image": f"deblurred ({variant})", "psnr": psnr(rgb, truth.rgb), "ssim": ssim(rgb, truth.rgb)})
+
+    notes = []
+    if image.size != original_size:
+        notes.append(f"downscaled from {original_size[0]}x{original_size[1]} to {image.size[0]}x{image.size[1]} "
+                     f"(limit {max_megapixels:g} megapixels)")
+    if example is not None and truth is None and example.sharp is not None:
+        notes.append("the ground truth does not match the input's size, so no metrics")
+    return Outcome(
+        name=example.name if example else safe_stem(source.name),
+        blurred=to_pil(image.rgb, image.alpha, image.grayscale),
+        restored={v: to_pil(rgb, image.alpha, image.grayscale) for v, rgb in restored.items()},
+        ground_truth=to_pil(truth.rgb, None, truth.grayscale) if truth is not None else None,
+        metrics=metrics, seconds=seconds, total_seconds=time.perf_counter() - start,
+        device=describe_device(models.device), original_size=original_size, size=image.size, notes=notes)
+
+
+def _ground_truth(example: Example | None, max_megapixels: float | None, size: tuple[int, int]) -> LoadedImage | None:
+    """The example's sharp image, downscaled exactly like the input; None without one or if the sizes disagree."""
+    if example is None or example.sharp is None:
+        return None
+    truth = limit_megapixels(load_image(example.sharp), max_megapixels)
+    return truth if truth.size == size else None
+
+
+def metrics_markdown(outcome: Outcome) -> str:
+    """The report under the panels: a PSNR/SSIM table when there is ground truth, then timings and device."""
+    lines = []
+    if outcome.metrics:
+        lines += ["| image | PSNR (dB) | SSIM |", "|---|---|---|"]
+        lines += [f"| {row['image']} | {row['psnr']:.2f} | {row['ssim']:.4f} |" for row in outcome.metrics]
+        lines.append("")
+    else:
+        lines += ["No ground truth for this image, so no PSNR/SSIM (pick one of the examples to see them).", ""]
+    timings = ", ".join(f"{variant} {s:.2f} s" for variant, s in outcome.seconds.items())
+    lines.append(f"**Time:** {outcome.total_seconds:.2f} s in all (model: {timings}) on **{outcome.device}**; "
+                 f"image {outcome.size[0]}x{outcome.size[1]}.")
+    lines += [f"*Note: {note}.*" for note in outcome.notes]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Result files
+
+
+def results_folder(root: str | Path | None = None) -> Path:
+    """A fresh folder for one request's PNGs; folders older than RESULTS_MAX_AGE_S are removed on the way."""
+    root = Path(root or Path(tempfile.gettempdir()) / "vitdeblur-app")
+    root.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in root.iterdir():
+        if old.is_dir() and now - old.stat().st_mtime > RESULTS_MAX_AGE_S:
+            shutil.rmtree(old, ignore_errors=True)
+    folder = root / uuid.uuid4().hex
+    folder.mkdir()
+    return folder
+
+
+def save_outputs(outcome: Outcome, folder: str | Path) -> dict[str, str]:
+    """Write every panel once as PNG (lossless); keys 'blurred', each variant, and 'ground_truth' when present.
+    The deblurred files are the full-resolution downloads."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    images = {"blurred": outcome.blurred, **outcome.restored}
+    if outcome.ground_truth is not None:
+        images["ground_truth"] = outcome.ground_truth
+    paths = {}
+    for key, img in images.items():
+        suffix = "blurred" if key == "blurred" else "ground_truth" if key == "ground_truth" else f"deblurred_{key}"
+        path = folder / f"{outcome.name}_{suffix}.png"
+        img.save(path)
+        paths[key] = str(path)  # Gradio's file components take str paths
+    return paths

@@ -208,18 +208,21 @@ def main(argv=None) -> None:
     train_sets = [load_dataset(d, "train", train=True, layout=args.layout, crop=recipe.crop) for d in args.data]
     val_sets = [load_dataset(d, "val", train=False, layout=args.layout, crop=recipe.val_crop) for d in args.data]
     train_set = ConcatDataset(train_sets)
-    samples = recipe.samples_per_epoch or len(train_set)
-    if distributed:
+    world_size = dist.get_world_size() if distributed else 1
+    if recipe.samples_per_epoch:  # random crops with replacement; each process draws its share
+        sampler = RandomSampler(train_set, replacement=True, num_samples=recipe.samples_per_epoch // world_size,
+                                generator=torch.Generator().manual_seed(args.seed + rank))
+    elif distributed:  # every image once per epoch, split across processes
         sampler = DistributedSampler(train_set, shuffle=True, seed=args.seed)
-        samples = len(sampler)
     else:
-        sampler = RandomSampler(train_set, replacement=recipe.samples_per_epoch is not None, num_samples=samples)
+        sampler = RandomSampler(train_set)
     workers = args.workers if args.workers is not None else (4 if device.type == "cuda" else 0)
     loader = DataLoader(train_set, batch_size=recipe.batch_size, sampler=sampler, num_workers=workers,
                         drop_last=True, pin_memory=device.type == "cuda", persistent_workers=workers > 0)
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
-        raise SystemExit(f"error: {samples} training samples is fewer than one batch of {recipe.batch_size}")
+        raise SystemExit(f"error: {len(sampler)} training samples per process is fewer than one batch of "
+                         f"{recipe.batch_size}")
     total_steps = recipe.epochs * steps_per_epoch
     if recipe.max_steps:
         total_steps = min(total_steps, recipe.max_steps)
@@ -267,7 +270,7 @@ def main(argv=None) -> None:
     started = time.time()
     model.train()
     while epoch < recipe.epochs and step < total_steps:
-        if distributed:
+        if isinstance(sampler, DistributedSampler):
             sampler.set_epoch(epoch)
         running, count = 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{recipe.epochs}", disable=not main_process, leave=False)

@@ -1,0 +1,112 @@
+"""Evaluate trained runs side by side, write the results (table, grid, loss curves) and ship checkpoints.
+
+    python -m train.ship --run adam=runs/adam --run sgd=runs/sgd --run paper=runs/paper-ref-adam \
+        --test synthetic=../shared/data/sharp --test gopro=../shared/data/gopro_GOPR0477 \
+        --docs docs/results --ship adam sgd
+
+For every run (its best/ checkpoint) and test set (the test part of the 80/10/10 split) it runs the same full-resolution
+evaluation as `python -m vitdeblur evaluate`, writes RUN/metrics-TEST.json, and times one 1280x720 image on the CPU.
+--docs gets results.md (the table), grid.png (blurred | each run | sharp) and loss_curve_RUN.png. --ship NAME...
+writes those runs to checkpoints/NAME in fp16 with their model card, metrics and loss curve.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vitdeblur.data import load_dataset
+from vitdeblur.evaluate import evaluate, save_grid
+from vitdeblur.hub import SHIPPED_DIR, load_model, model_card, save_checkpoint
+from vitdeblur.inference import deblur_array
+
+
+def named_paths(items: list[str], flag: str) -> dict[str, Path]:
+    pairs = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise SystemExit(f"error: {flag} takes NAME=PATH, got {item!r}")
+        pairs[name] = Path(path)
+    return pairs
+
+
+def seconds_per_720p(model, repeats: int = 2) -> float:
+    rgb = np.random.default_rng(0).random((720, 1280, 3), dtype=np.float32)
+    deblur_array(model, rgb[:256, :256])  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        deblur_array(model, rgb)
+    return (time.perf_counter() - start) / repeats
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m train.ship", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", action="append", required=True, help="NAME=RUN_FOLDER, in table order")
+    parser.add_argument("--test", action="append", required=True, help="NAME=DATA_FOLDER (its test split is used)")
+    parser.add_argument("--docs", required=True, help="folder for results.md, grid.png and the loss curves")
+    parser.add_argument("--ship", nargs="*", default=[], help="run names to write to checkpoints/NAME")
+    parser.add_argument("--grid-rows", type=int, default=3)
+    args = parser.parse_args(argv)
+    runs, tests = named_paths(args.run, "--run"), named_paths(args.test, "--test")
+    docs = Path(args.docs)
+    docs.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(2)  # timings are reported for 2 CPU cores
+
+    table, grid_rows, timings, evaluations = {}, [], {}, {name: [] for name in runs}
+    for run_name, run in runs.items():
+        model = load_model(run / "best", "cpu")
+        timings[run_name] = seconds_per_720p(model)
+        for test_name, data in tests.items():
+            metrics, rows = evaluate(model, load_dataset(data, "test", train=False), grid_rows=args.grid_rows)
+            metrics.update(dataset=test_name, data=str(data), split="test", checkpoint=str(run / "best"))
+            (run / f"metrics-{test_name}.json").write_text(json.dumps(metrics, indent=2))
+            evaluations[run_name].append({k: v for k, v in metrics.items() if k != "images"})
+            table[run_name, test_name] = metrics
+            if test_name == next(iter(tests)):
+                if not grid_rows:
+                    grid_rows = [[blur] for blur, _, _ in rows]
+                for row, (_, restored, _) in zip(grid_rows, rows):
+                    row.append(restored)
+                last_rows = rows
+        if (run / "loss_curve.png").exists():
+            shutil.copy2(run / "loss_curve.png", docs / f"loss_curve_{run_name}.png")
+    for row, (_, _, sharp) in zip(grid_rows, last_rows):
+        row.append(sharp)
+    save_grid(grid_rows, docs / "grid.png", height=200)
+
+    first_run = next(iter(runs))
+    lines = ["| model | " + " | ".join(f"{t} PSNR | {t} SSIM" for t in tests) + " | s per 1280x720 (2 CPU threads) |",
+             "|---|" + "---|---|" * len(tests) + "---|",
+             "| blurred input | " + " | ".join(f"{table[first_run, t]['psnr_blurred']:.2f} | "
+                                             f"{table[first_run, t]['ssim_blurred']:.4f}" for t in tests) + " | - |"]
+    for run_name in runs:
+        lines.append(f"| {run_name} | " + " | ".join(f"{table[run_name, t]['psnr']:.2f} | {table[run_name, t]['ssim']:.4f}"
+                                                    for t in tests) + f" | {timings[run_name]:.2f} |")
+    counts = ", ".join(f"{t}: {table[first_run, t]['n']} images" for t in tests)
+    (docs / "results.md").write_text("\n".join(lines) + f"\n\nTest sets ({counts}).\n")
+    print("\n".join(lines))
+
+    for name in args.ship:
+        run = runs[name]
+        model = load_model(run / "best", "cpu")
+        training = json.loads((run / "train_config.json").read_text())
+        training["name"] = f"vitdeblur-{name}"
+        target = SHIPPED_DIR / name
+        if target.exists():
+            shutil.rmtree(target)
+        save_checkpoint(model, target, half=True, card=model_card(model.config, evaluations[name], training))
+        for f in [run / "train_config.json", run / "loss_curve.png", *run.glob("metrics-*.json")]:
+            shutil.copy2(f, target / f.name)
+        print(f"shipped {run / 'best'} -> {target}")
+
+
+if __name__ == "__main__":
+    main()

@@ -37,7 +37,7 @@ def photo(name: str = "astronaut", size: tuple[int, int] | None = None) -> np.nd
     img = img.convert("RGB")
     if size:
         img = img.resize(size, Image.Resampling.BICUBIC)
-    return np.asarray(img)
+    return np.array(img)
 
 
 def save(rgb: np.ndarray, path: Path) -> Path:

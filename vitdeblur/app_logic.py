@@ -95,6 +95,10 @@ class Models:
     def spec(self, variant: str) -> str:
         return self._specs.get(variant) or checkpoint_spec(variant)
 
+    @property
+    def loaded(self) -> list[str]:
+        return list(self._models)
+
     def get(self, variant: str) -> torch.nn.Module:
         """The model of a variant; raises CheckpointError (with a clear message) when it cannot be loaded."""
         with self._lock:
@@ -129,8 +133,11 @@ def list_examples(folder: str | Path = EXAMPLES_DIR) -> list[Example]:
 
 
 def file_digest(path: str | Path) -> str:
+    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 @lru_cache(maxsize=8)
@@ -218,9 +225,8 @@ def deblur(source: str | Path, choice: str, models: Models, max_megapixels: floa
     metrics = []
     if truth is not None:
         report(1.0, "measuring PSNR and SSIM")
-        metrics.append({"image": "blurred input", "psnr": psnr(image.rgb, truth.rgb), "ssim": ssim(image.rgb, truth.rgb)})
-        for variant, rgb in restored.items():
-            metrics.append({"image": f"deblurred ({variant})", "psnr": psnr(rgb, truth.rgb), "ssim": ssim(rgb, truth.rgb)})
+        for label, rgb in [("blurred input", image.rgb)] + [(f"deblurred ({v})", r) for v, r in restored.items()]:
+            metrics.append({"image": label, "psnr": psnr(rgb, truth.rgb), "ssim": ssim(rgb, truth.rgb)})
 
     notes = []
     if image.size != original_size:

@@ -1,0 +1,177 @@
+"""End-to-end tests of app.py as users reach it: `python app.py` on localhost with tiny checkpoints, driven through
+gradio_client (the documented API) and through a real browser (Playwright + Debian's Chromium)."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image, ImageOps
+
+from app_fixtures import REPO_ROOT, exif_rotated_jpeg, make_tiny_checkpoints, png_claiming, rgba_png
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+EXAMPLE = REPO_ROOT / "examples" / "chelsea-motion"  # the smallest example with ground truth: fast on CPU
+STARTUP_TIMEOUT_S = 180  # importing torch and gradio is slow on a busy 2-core machine
+REQUEST_TIMEOUT_S = 180
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`python app.py` in a subprocess, configured only through environment variables, as a user would run it."""
+    tmp = tmp_path_factory.mktemp("app")
+    checkpoints = make_tiny_checkpoints(tmp / "checkpoints")
+    (tmp / "tmp").mkdir()
+    port = free_port()
+    env = {**os.environ, "VITDEBLUR_ADAM": str(checkpoints / "adam"), "VITDEBLUR_SGD": str(checkpoints / "sgd"),
+           "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
+           "HF_HUB_OFFLINE": "1", "TMPDIR": str(tmp / "tmp"), "PYTHONUNBUFFERED": "1"}
+    log_path = tmp / "server.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO_ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"app.py exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"app.py did not answer within {STARTUP_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(1)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)  # the session started above: app.py and nothing else
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server, verbose=False)
+
+
+def deblur(client, path, variant):
+    """The documented call: only image and variant, everything else at its default."""
+    return client.submit(handle_file(str(path)), variant, api_name="/deblur").result(timeout=REQUEST_TIMEOUT_S)
+
+
+def pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+def test_api_signature_is_image_and_variant(client):
+    info = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/deblur"]
+    names = [p["parameter_name"] for p in info["parameters"]]
+    assert names[:2] == ["image", "variant"]
+    assert all(p["parameter_has_default"] for p in info["parameters"][1:])
+
+
+def test_example_with_ground_truth_gives_panels_and_metrics(client):
+    blurred, adam, sgd, truth, slider_adam, slider_sgd, report, downloads, details = deblur(
+        client, EXAMPLE / "blurred.png", "both")
+    # Every panel comes back as PNG, pixel for pixel: the input and ground truth exactly as the example files
+    assert np.array_equal(pixels(blurred), pixels(EXAMPLE / "blurred.png"))
+    assert np.array_equal(pixels(truth), pixels(EXAMPLE / "sharp.png"))
+    for path in (blurred, adam, sgd, truth):
+        assert Image.open(path).format == "PNG" and Image.open(path).size == (451, 300)
+    assert not np.array_equal(pixels(adam), pixels(blurred)) and not np.array_equal(pixels(adam), pixels(sgd))
+    assert [Path(p).name for p in slider_adam] == [Path(blurred).name, Path(adam).name]
+    assert Path(slider_sgd[1]).name == Path(sgd).name
+    assert sorted(Path(p).name for p in downloads) == ["chelsea-motion_deblurred_adam.png",
+                                                       "chelsea-motion_deblurred_sgd.png"]
+    assert [row["image"] for row in details["metrics"]] == ["blurred input", "deblurred (adam)", "deblurred (sgd)"]
+    assert details["metrics"][0]["psnr"] == pytest.approx(29.18, abs=0.01)  # examples/README.md lists 29.18 dB
+    assert "| deblurred (sgd) |" in report and "CPU" in report
+
+
+def test_exif_rotated_jpeg_comes_back_upright(client, tmp_path):
+    photo = exif_rotated_jpeg(tmp_path / "phone.jpg", width=120, height=72)
+    blurred, adam, sgd, truth, _, slider_sgd, report, downloads, details = deblur(client, photo, "adam")
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(photo)))
+    assert upright.shape[:2] == (120, 72)
+    assert np.array_equal(pixels(blurred), upright)
+    assert Image.open(adam).size == (72, 120)
+    assert sgd is None and truth is None and slider_sgd is None
+    assert details["metrics"] == [] and "No ground truth" in report
+    assert len(downloads) == 1
+
+
+def test_rgba_png_keeps_size_and_alpha(client, tmp_path):
+    logo = rgba_png(tmp_path / "logo.png", width=96, height=64)
+    blurred, adam, sgd, *_ = deblur(client, logo, "sgd")
+    assert adam is None
+    for path in (blurred, sgd):
+        assert Image.open(path).mode == "RGBA" and Image.open(path).size == (96, 64)
+        assert np.array_equal(pixels(path)[..., 3], pixels(logo)[..., 3])
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"this is a text file, not a picture\n", "not an image"),
+    (png_claiming(20000, 9000), "megapixels"),
+])
+def test_bad_upload_gets_a_message_and_the_app_keeps_serving(client, tmp_path, content, message):
+    bad = tmp_path / "holiday.png"
+    bad.write_bytes(content)
+    with pytest.raises(AppError, match=message) as error:
+        deblur(client, bad, "both")
+    assert "Traceback" not in str(error.value)
+    blurred, adam, *_ = deblur(client, rgba_png(tmp_path / "next.png"), "adam")
+    assert Image.open(adam).size == (96, 64)
+
+
+def test_browser_shows_all_panels_for_an_example(server):
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing; CI must install it (apt-get install -y chromium)")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from playwright.sync_api import sync_playwright
+
+    artifacts = REPO_ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(server, wait_until="networkidle")
+            page.get_by_role("button", name="chelsea-motion", exact=True).click()
+            page.locator("#input-image img").first.wait_for()
+            page.get_by_label("both", exact=True).check()
+            page.locator("#run").click()
+            page.locator("#panel-truth img").wait_for(timeout=REQUEST_TIMEOUT_S * 1000)
+            page.locator("#report table").wait_for()
+            for panel in ("panel-blurred", "panel-adam", "panel-sgd", "panel-truth"):
+                img = page.locator(f"#{panel} img")
+                img.wait_for()
+                loaded = img.evaluate("img => img.complete && img.naturalWidth + 'x' + img.naturalHeight")
+                assert loaded == "451x300", f"{panel}: {loaded}"
+                assert ".png" in img.get_attribute("src")
+            assert "deblurred (sgd)" in page.locator("#report").inner_text()
+            page.screenshot(path=str(artifacts / "app.png"), full_page=True)
+        finally:
+            browser.close()

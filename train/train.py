@@ -28,6 +28,7 @@ from torch.utils.data import ConcatDataset, DataLoader, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
+from train.device_data import DeviceBatches
 from train.recipes import RECIPES, Recipe
 from vitdeblur.data import LAYOUTS, load_dataset
 from vitdeblur.evaluate import psnr
@@ -53,6 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its train_state.pt")
     p.add_argument("--init", help="start from the weights (and architecture) of a checkpoint, e.g. checkpoints/adam")
     p.add_argument("--workers", type=int, default=None, help="data-loading processes (default: 0 on CPU, 4 on CUDA)")
+    p.add_argument("--device-data", action=argparse.BooleanOptionalAction, default=None,
+                   help="hold the data in device memory and blur batches there (default: on with CUDA)")
+    p.add_argument("--max-minutes", type=float, help="stop (and save) once training has run this long")
     p.add_argument("--seed", type=int, default=0)
     # Recipe overrides.
     p.add_argument("--backbone")
@@ -209,20 +213,25 @@ def main(argv=None) -> None:
     val_sets = [load_dataset(d, "val", train=False, layout=args.layout, crop=recipe.val_crop) for d in args.data]
     train_set = ConcatDataset(train_sets)
     world_size = dist.get_world_size() if distributed else 1
-    if recipe.samples_per_epoch:  # random crops with replacement; each process draws its share
+    device_data = args.device_data if args.device_data is not None else device.type == "cuda"
+    if device_data:
+        steps = (recipe.samples_per_epoch or len(train_set)) // world_size // recipe.batch_size
+        loader = sampler = DeviceBatches(train_sets, recipe.batch_size, recipe.crop, steps, device,
+                                         seed=args.seed + rank)
+    elif recipe.samples_per_epoch:  # random crops with replacement; each process draws its share
         sampler = RandomSampler(train_set, replacement=True, num_samples=recipe.samples_per_epoch // world_size,
                                 generator=torch.Generator().manual_seed(args.seed + rank))
     elif distributed:  # every image once per epoch, split across processes
         sampler = DistributedSampler(train_set, shuffle=True, seed=args.seed)
     else:
         sampler = RandomSampler(train_set)
-    workers = args.workers if args.workers is not None else (4 if device.type == "cuda" else 0)
-    loader = DataLoader(train_set, batch_size=recipe.batch_size, sampler=sampler, num_workers=workers,
-                        drop_last=True, pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+    if not device_data:
+        workers = args.workers if args.workers is not None else (4 if device.type == "cuda" else 0)
+        loader = DataLoader(train_set, batch_size=recipe.batch_size, sampler=sampler, num_workers=workers,
+                            drop_last=True, pin_memory=device.type == "cuda", persistent_workers=workers > 0)
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
-        raise SystemExit(f"error: {len(sampler)} training samples per process is fewer than one batch of "
-                         f"{recipe.batch_size}")
+        raise SystemExit(f"error: fewer training samples per process than one batch of {recipe.batch_size}")
     total_steps = recipe.epochs * steps_per_epoch
     if recipe.max_steps:
         total_steps = min(total_steps, recipe.max_steps)
@@ -266,7 +275,8 @@ def main(argv=None) -> None:
     train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None) if distributed else model
     facts = {**dataclasses.asdict(recipe), "data": [str(d) for d in args.data], "init": args.init,
              "hardware": hardware(device), "amp_dtype": str(dtype).replace("torch.", "") if dtype else "none",
-             "train_images": len(train_set), "steps_per_epoch": steps_per_epoch, "total_steps": total_steps}
+             "train_images": len(train_set), "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+             "device_data": device_data}
     started = time.time()
     model.train()
     while epoch < recipe.epochs and step < total_steps:
@@ -293,6 +303,8 @@ def main(argv=None) -> None:
             step += 1
             running, count = running + loss.item(), count + 1
             bar.set_postfix(loss=f"{running / count:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            if args.max_minutes and minutes_before + (time.time() - started) / 60 > args.max_minutes:
+                total_steps = step  # out of time: end here, saving as after any epoch
             if step >= total_steps:
                 break
         epoch += 1

@@ -241,10 +241,13 @@ class DeblurDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs) * self.repeats
 
-    def _read(self, path: Path) -> np.ndarray:
+    def read_uint8(self, path: Path) -> np.ndarray:
         if path not in self._cache:
             self._cache[path] = (load_image(path).rgb * 255 + 0.5).astype(np.uint8)
-        return self._cache[path].astype(np.float32) / 255.0
+        return self._cache[path]
+
+    def _read(self, path: Path) -> np.ndarray:
+        return self.read_uint8(path).astype(np.float32) / 255.0
 
     def _window(self, height: int, width: int, size: int, rng: np.random.Generator | None) -> tuple[int, int, int, int]:
         size_h, size_w = min(size, height), min(size, width)

@@ -18,6 +18,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from vitdeblur.data import blur_image, defocus_kernel, motion_kernel
+from vitdeblur.inference import to_uint8
 
 EXAMPLES_DIR = Path(__file__).resolve().parent
 MAX_SIDE = 640  # keeps the committed PNGs small and every example under the app's default megapixel limit
@@ -62,7 +63,7 @@ def load_sharp(name: str) -> tuple[np.ndarray, bool]:
 
 
 def save_png(rgb: np.ndarray, path: Path, grayscale: bool) -> None:
-    img = Image.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8))
+    img = Image.fromarray(to_uint8(rgb))
     img.convert("L" if grayscale else "RGB").save(path, optimize=True)
 
 

@@ -1,6 +1,9 @@
 """Shared fixtures: tiny models and image folders made on the fly (no network, no ../shared)."""
 
+import io
 import os
+import struct
+import zlib
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before huggingface_hub is imported: tests never touch the network
 
@@ -67,3 +70,33 @@ def pairs_folder(tmp_path) -> Path:
         save(sharp, tmp_path / "pairs" / "sharp" / f"{i:02d}.png")
         save(blur, tmp_path / "pairs" / "blur" / f"{i:02d}.png")
     return tmp_path / "pairs"
+
+
+# Awkward files that users upload.
+
+
+def exif_rotated_jpeg(path: Path, width: int = 120, height: int = 72, orientation: int = 6) -> Path:
+    """A landscape JPEG stored sideways: EXIF Orientation 6 means 'rotate 90 degrees clockwise to display'."""
+    img = Image.fromarray(photo("chelsea", (width, height)))
+    exif = img.getexif()
+    exif[0x0112] = orientation
+    img.save(path, format="JPEG", quality=95, exif=exif)
+    return path
+
+
+def rgba_png(path: Path, width: int = 96, height: int = 64) -> Path:
+    """An RGBA PNG with a left-to-right alpha ramp."""
+    rgb = photo("coffee", (width, height))
+    alpha = np.tile(np.linspace(0, 255, width).astype(np.uint8), (height, 1))
+    Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(path)
+    return path
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A valid 8x8 PNG whose header claims another size (with a correct CRC), like a decompression bomb."""
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format="PNG")
+    data = bytearray(buf.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)

@@ -4,10 +4,10 @@ import shutil
 
 import numpy as np
 import pytest
+from app_fixtures import REPO_ROOT, make_tiny_checkpoints
+from conftest import exif_rotated_jpeg, photo, png_claiming, rgba_png
 from PIL import Image
 
-from app_fixtures import REPO_ROOT, exif_rotated_jpeg, make_tiny_checkpoints, png_claiming, rgba_png
-from conftest import photo
 from vitdeblur import CheckpointError, ImageError, app_logic, load_image
 from vitdeblur.evaluate import psnr
 

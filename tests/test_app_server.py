@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_fixtures import REPO_ROOT, make_tiny_checkpoints
+from conftest import exif_rotated_jpeg, png_claiming, rgba_png
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image, ImageOps
-
-from app_fixtures import REPO_ROOT, exif_rotated_jpeg, make_tiny_checkpoints, png_claiming, rgba_png
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

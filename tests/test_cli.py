@@ -63,3 +63,16 @@ def test_make_pairs_command(tmp_path):
         Image.new("RGB", (32, 24), (60 * i, 0, 0)).save(frames / f"{i:03d}.png")
     main(["make-pairs", str(frames), "-o", str(tmp_path / "pairs"), "-n", "2"])
     assert len(list((tmp_path / "pairs" / "blur").iterdir())) == 2
+
+
+def test_deblur_never_overwrites_inputs_or_its_own_results(tiny_checkpoint, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (40, 30), "blue").save(folder / "a.png")
+    before = (folder / "a.png").read_bytes()
+    with pytest.raises(SystemExit, match="would overwrite"):
+        main(["deblur", str(folder), "-o", str(folder), "--checkpoint", str(tiny_checkpoint)])
+    assert (folder / "a.png").read_bytes() == before
+    Image.new("RGB", (40, 30), "red").save(folder / "a.jpg")
+    with pytest.raises(SystemExit, match="would overwrite"):  # a.jpg and a.png would both become out/a.png
+        main(["deblur", str(folder), "-o", str(tmp_path / "out"), "--checkpoint", str(tiny_checkpoint)])

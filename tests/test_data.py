@@ -1,10 +1,19 @@
 import numpy as np
 import pytest
-
 from conftest import photo, save
+
 from vitdeblur.data import (
-    BlurSpec, DeblurDataset, average_frames, blur_image, defocus_kernel, detect_layout, find_pairs, load_dataset,
-    make_frame_pairs, motion_kernel, split_pairs,
+    BlurSpec,
+    DeblurDataset,
+    average_frames,
+    blur_image,
+    defocus_kernel,
+    detect_layout,
+    find_pairs,
+    load_dataset,
+    make_frame_pairs,
+    motion_kernel,
+    split_pairs,
 )
 
 
@@ -138,3 +147,19 @@ def test_unknown_folder_is_a_clear_error(tmp_path):
         detect_layout(tmp_path / "empty")
     with pytest.raises(FileNotFoundError):
         detect_layout(tmp_path / "missing")
+
+
+def test_gopro_keeps_its_own_test_folder(gopro_folder):
+    pairs = find_pairs(gopro_folder, "gopro")
+    assert {p.group for p in split_pairs(pairs, "test")} == {"test/GOPR0384_11_00"}
+    assert {p.group for p in split_pairs(pairs, "val")} == {"train/GOPR0374_11_00"}
+    assert {p.group for p in split_pairs(pairs, "train")} == {"train/GOPR0372_07_00"}
+
+
+def test_empty_split_and_small_images_are_clear_errors(pairs_folder, tmp_path):
+    for i in range(2):
+        save(photo("coffee", (64, 48)), tmp_path / "two" / f"{i}.png")
+    with pytest.raises(ValueError, match="the test split is empty.*--split all"):
+        load_dataset(tmp_path / "two", "test", train=False)
+    with pytest.raises(ValueError, match="smaller than the 128 px crop"):
+        load_dataset(pairs_folder, "train", train=True, crop=128)[0]

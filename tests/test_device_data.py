@@ -1,7 +1,7 @@
 import numpy as np
 import torch
-
 from conftest import photo
+
 from train.device_data import DeviceBatches, fft_blur
 from vitdeblur.data import blur_image, load_dataset, motion_kernel
 

@@ -3,12 +3,12 @@ import shutil
 
 import pytest
 import torch
+from conftest import tiny_model
 from huggingface_hub import ModelCard
 
-from conftest import tiny_model
 from train.push import main as push_main
 from vitdeblur import CheckpointError, ViTDeblur, load_model, save_checkpoint
-from vitdeblur.hub import resolve_checkpoint, SHIPPED_DIR
+from vitdeblur.hub import SHIPPED_DIR, model_card, resolve_checkpoint
 
 METRICS = {"n": 2, "psnr_blurred": 27.5, "ssim_blurred": 0.81, "psnr": 28.75, "ssim": 0.85,
            "seconds_per_image": 0.4, "device": "cpu", "dataset": "tiny-pairs", "split": "test"}
@@ -146,3 +146,32 @@ def test_push_without_metrics_says_how_to_make_them(evaluated_run, tmp_path):
 def test_push_of_a_missing_run_fails_clearly(tmp_path):
     with pytest.raises(SystemExit, match="neither a checkpoint folder"):
         push_main(["--run", str(tmp_path / "nope"), "--repo-id", "someone/x", "--dry-run", str(tmp_path / "o")])
+
+
+def test_repo_id_loads_through_the_hub_download_path(tiny_checkpoint, monkeypatch):
+    """Online loading, with the two download calls answered from a local folder instead of the network."""
+    calls = []
+
+    def fake_hf_hub_download(repo_id, filename, **kwargs):
+        calls.append(("config", repo_id))
+        return str(tiny_checkpoint / filename)
+
+    def fake_snapshot_download(repo_id, allow_patterns=None, **kwargs):
+        calls.append(("snapshot", repo_id))
+        assert "*.safetensors" in allow_patterns and not any("bin" in p for p in allow_patterns)
+        return str(tiny_checkpoint)
+
+    monkeypatch.setattr("huggingface_hub.hub_mixin.hf_hub_download", fake_hf_hub_download)
+    monkeypatch.setattr("vitdeblur.hub.snapshot_download", fake_snapshot_download)
+    model = load_model("someone/vitdeblur-tiny")
+    assert calls == [("config", "someone/vitdeblur-tiny"), ("snapshot", "someone/vitdeblur-tiny")]
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), load_model(tiny_checkpoint)(x))
+
+
+def test_model_card_says_how_the_encoder_started():
+    config = tiny_model().config
+    assert "trained from random init" in model_card(config, training={"pretrained": False}).text
+    card = model_card(config, training={"pretrained": True, "data": ["/data/blur_dataset"]})
+    assert "ImageNet-pretrained" in card.text and "blur_dataset" in card.text

@@ -2,8 +2,8 @@ import pytest
 import safetensors.torch
 import timm
 import torch
-
 from conftest import TINY, tiny_model
+
 from vitdeblur import ViTDeblur, ViTDeblurConfig
 from vitdeblur.model import count_parameters
 

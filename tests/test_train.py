@@ -4,8 +4,8 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import TINY, photo, tiny_model
+
 from train.recipes import RECIPES
 from train.train import TrainingDiverged, compute_loss, lr_factor, main
 from vitdeblur import load_model
@@ -95,3 +95,12 @@ def test_paper_recipes_are_the_study_hyperparameters():
     assert (sgd.optimizer, sgd.loss, sgd.lr, sgd.step_size, sgd.gamma, sgd.epochs, sgd.batch_size) == \
         ("sgd", "mse", 0.1, 25, 0.1, 100, 1)
     assert adam.backbone == sgd.backbone == "vit_base_patch16_224" and adam.decoder == "paper"
+
+
+def test_a_new_run_never_overwrites_an_existing_one(pairs_folder, tmp_path):
+    out = tmp_path / "run"
+    run(pairs_folder, out, "--epochs", "1")
+    best = (out / "best" / "model.safetensors").read_bytes()
+    with pytest.raises(SystemExit, match="already holds a run"):
+        run(pairs_folder, out, "--epochs", "1")
+    assert (out / "best" / "model.safetensors").read_bytes() == best

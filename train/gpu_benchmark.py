@@ -14,17 +14,14 @@ import time
 import torch
 
 from train.recipes import RECIPES
-from train.train import amp_dtype, compute_loss
+from train.train import amp_dtype, make_optimizer, train_step
 from vitdeblur.model import ViTDeblur, ViTDeblurConfig
 
 
 def benchmark(recipe_name: str, decoder: str, steps: int, batch_size: int, crop: int, device: torch.device) -> dict:
     recipe = RECIPES[recipe_name]
     model = ViTDeblur(ViTDeblurConfig(backbone="vit_base_patch16_224", decoder=decoder)).to(device).train()
-    if recipe.optimizer == "adam":
-        optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-    else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum)
+    optimizer = make_optimizer(recipe, model)
     dtype = amp_dtype(recipe, device) if recipe.amp != "none" else torch.bfloat16
     blur = torch.rand(batch_size, 3, crop, crop, device=device)
     sharp = torch.rand(batch_size, 3, crop, crop, device=device)
@@ -36,12 +33,7 @@ def benchmark(recipe_name: str, decoder: str, steps: int, batch_size: int, crop:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             start = time.perf_counter()
-        with torch.autocast(device.type, dtype=dtype):
-            output = model(blur)
-        loss = compute_loss(recipe, output.float(), sharp)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(model, optimizer, recipe, blur, sharp, dtype)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start

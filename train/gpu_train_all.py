@@ -27,9 +27,11 @@ import torch
 
 from train.device_data import DeviceBatches
 from train.recipes import RECIPES
-from train.train import amp_dtype, compute_loss, main as train_main
+from train.train import amp_dtype, make_optimizer, train_step
+from train.train import main as train_main
 from vitdeblur.data import load_dataset
 from vitdeblur.hub import load_model, save_checkpoint
+from vitdeblur.inference import resolve_device
 from vitdeblur.model import ViTDeblur, ViTDeblurConfig
 
 RUNS = [("adam", "adam", "residual"), ("sgd", "sgd", "residual"),
@@ -42,7 +44,7 @@ def images_per_second(data: list[str], backbone: str, batch_size: int, crop: int
     """Training throughput of the residual model with on-device data (the slower of the two decoders)."""
     recipe = RECIPES["adam"]
     model = ViTDeblur(ViTDeblurConfig(backbone=backbone)).to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    optimizer = make_optimizer(recipe, model)
     batches = DeviceBatches([load_dataset(d, "train", train=True, crop=crop) for d in data], batch_size, crop,
                             steps, device)
     dtype = amp_dtype(recipe, device)
@@ -51,11 +53,7 @@ def images_per_second(data: list[str], backbone: str, batch_size: int, crop: int
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        with torch.autocast(device.type, dtype=dtype):
-            loss = compute_loss(recipe, model(blur).float(), sharp)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(model, optimizer, recipe, blur, sharp, dtype)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return (steps - steps // 3) * batch_size / (time.perf_counter() - start)
@@ -79,9 +77,9 @@ def main() -> None:
     parser.add_argument("--backbone", default="vit_tiny_patch16_224")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--crop", type=int, default=128)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 

@@ -6,7 +6,8 @@
 
 For every run (its best/ checkpoint) and test set (the test part of the 80/10/10 split) it runs the same full-resolution
 evaluation as `python -m vitdeblur evaluate`, writes RUN/metrics-TEST.json, and times one 1280x720 image on the CPU.
---docs gets results.md (the table), grid.png (blurred | each run | sharp) and loss_curve_RUN.png. --ship NAME...
+--docs gets results.md (the table), grid.png (blurred | each run | sharp, on the app's examples) and
+loss_curve_RUN.png. --ship NAME...
 writes those runs to checkpoints/NAME in fp16 with their model card, metrics and loss curve.
 """
 
@@ -21,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vitdeblur.app_logic import EXAMPLES_DIR, list_examples
 from vitdeblur.data import load_dataset
 from vitdeblur.evaluate import evaluate, save_grid
 from vitdeblur.hub import SHIPPED_DIR, load_model, model_card, save_checkpoint
-from vitdeblur.inference import deblur_array
+from vitdeblur.inference import deblur_array, load_image
 
 
 def named_paths(items: list[str], flag: str) -> dict[str, Path]:
@@ -53,33 +55,32 @@ def main(argv=None) -> None:
     parser.add_argument("--test", action="append", required=True, help="NAME=DATA_FOLDER (its test split is used)")
     parser.add_argument("--docs", required=True, help="folder for results.md, grid.png and the loss curves")
     parser.add_argument("--ship", nargs="*", default=[], help="run names to write to checkpoints/NAME")
-    parser.add_argument("--grid-rows", type=int, default=3)
+    parser.add_argument("--grid-examples", default=str(EXAMPLES_DIR), help="folder of examples for the grid")
+    parser.add_argument("--grid-rows", type=int, default=4)
     args = parser.parse_args(argv)
     runs, tests = named_paths(args.run, "--run"), named_paths(args.test, "--test")
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)  # timings are reported for 2 CPU cores
 
-    table, grid_rows, timings, evaluations = {}, [], {}, {name: [] for name in runs}
+    table, timings, models, evaluations = {}, {}, {}, {name: [] for name in runs}
     for run_name, run in runs.items():
-        model = load_model(run / "best", "cpu")
+        model = models[run_name] = load_model(run / "best", "cpu")
         timings[run_name] = seconds_per_720p(model)
         for test_name, data in tests.items():
-            metrics, rows = evaluate(model, load_dataset(data, "test", train=False), grid_rows=args.grid_rows)
+            metrics, _ = evaluate(model, load_dataset(data, "test", train=False))
             metrics.update(dataset=test_name, data=str(data), split="test", checkpoint=str(run / "best"))
             (run / f"metrics-{test_name}.json").write_text(json.dumps(metrics, indent=2))
             evaluations[run_name].append({k: v for k, v in metrics.items() if k != "images"})
             table[run_name, test_name] = metrics
-            if test_name == next(iter(tests)):
-                if not grid_rows:
-                    grid_rows = [[blur] for blur, _, _ in rows]
-                for row, (_, restored, _) in zip(grid_rows, rows):
-                    row.append(restored)
-                last_rows = rows
         if (run / "loss_curve.png").exists():
             shutil.copy2(run / "loss_curve.png", docs / f"loss_curve_{run_name}.png")
-    for row, (_, _, sharp) in zip(grid_rows, last_rows):
-        row.append(sharp)
+
+    # The visual grid uses the app's examples: images the project may publish (the test sets may not be).
+    grid_rows = []
+    for example in [e for e in list_examples(args.grid_examples) if e.sharp][:args.grid_rows]:
+        blurred = load_image(example.blurred).rgb
+        grid_rows.append([blurred, *(deblur_array(m, blurred) for m in models.values()), load_image(example.sharp).rgb])
     save_grid(grid_rows, docs / "grid.png", height=200)
 
     first_run = next(iter(runs))
@@ -99,12 +100,14 @@ def main(argv=None) -> None:
         model = load_model(run / "best", "cpu")
         training = json.loads((run / "train_config.json").read_text())
         training["name"] = f"vitdeblur-{name}"
-        target = SHIPPED_DIR / name
-        if target.exists():
-            shutil.rmtree(target)
-        save_checkpoint(model, target, half=True, card=model_card(model.config, evaluations[name], training))
+        target, staging = SHIPPED_DIR / name, SHIPPED_DIR / f".{name}.new"
+        shutil.rmtree(staging, ignore_errors=True)
+        save_checkpoint(model, staging, half=True, card=model_card(model.config, evaluations[name], training))
         for f in [run / "train_config.json", run / "loss_curve.png", *run.glob("metrics-*.json")]:
-            shutil.copy2(f, target / f.name)
+            shutil.copy2(f, staging / f.name)
+        load_model(staging)  # the new folder loads before it replaces the old one
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
         print(f"shipped {run / 'best'} -> {target}")
 
 

@@ -33,6 +33,7 @@ from train.recipes import RECIPES, Recipe
 from vitdeblur.data import LAYOUTS, load_dataset
 from vitdeblur.evaluate import psnr
 from vitdeblur.hub import load_model, model_card, save_checkpoint
+from vitdeblur.inference import resolve_device
 from vitdeblur.model import ViTDeblur, ViTDeblurConfig
 
 LOG_FIELDS = ["epoch", "step", "lr", "train_loss", "val_loss", "val_psnr", "val_psnr_blurred", "minutes"]
@@ -125,6 +126,40 @@ def amp_dtype(recipe: Recipe, device: torch.device) -> torch.dtype | None:
     return torch.float16
 
 
+def make_optimizer(recipe: Recipe, model: torch.nn.Module) -> torch.optim.Optimizer:
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+
+
+def train_step(model, optimizer, recipe: Recipe, blur: torch.Tensor, sharp: torch.Tensor, dtype: torch.dtype | None,
+               scaler: torch.amp.GradScaler | None = None) -> float:
+    """One optimiser step (autocast forward, loss in fp32, optional gradient clipping); returns the loss."""
+    scaler = scaler or torch.amp.GradScaler(enabled=False)
+    with torch.autocast(blur.device.type, dtype=dtype, enabled=dtype is not None):
+        output = model(blur)
+    loss = compute_loss(recipe, output.float(), sharp)
+    if not torch.isfinite(loss):
+        return loss.item()
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if recipe.grad_clip:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.item()
+
+
+def out_of_time(local_verdict: bool, device: torch.device, distributed: bool) -> bool:
+    """Whether to stop for time; under DDP every process stops at the same step (or the others would hang)."""
+    if not distributed:
+        return local_verdict
+    flag = torch.tensor(float(local_verdict), device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
 def build_model(recipe: Recipe, init: str | None) -> ViTDeblur:
     if init:
         return load_model(init)
@@ -198,10 +233,9 @@ def main(argv=None) -> None:
         rank, local_rank = dist.get_rank(), int(os.environ.get("LOCAL_RANK", 0))
     else:
         rank, local_rank = 0, 0
-    if args.device == "auto":
-        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(args.device)
+    device = resolve_device(args.device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)  # one GPU per process under torchrun
     if device.type == "cuda":
         torch.cuda.set_device(device)
     main_process = rank == 0
@@ -240,11 +274,7 @@ def main(argv=None) -> None:
     if args.init:  # the checkpoint decides the architecture; record it
         recipe = dataclasses.replace(recipe, backbone=model.config.backbone, decoder=model.config.decoder,
                                      decoder_width=model.config.decoder_width)
-    if recipe.optimizer == "adam":
-        optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                                    weight_decay=recipe.weight_decay)
+    optimizer = make_optimizer(recipe, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(recipe, step, steps_per_epoch, total_steps))
     dtype = amp_dtype(recipe, device)
@@ -269,8 +299,8 @@ def main(argv=None) -> None:
                 writer.writerows(rows)
         if main_process:
             print(f"resumed from {state_path}: epoch {epoch}, step {step}")
-    elif (out / "log.csv").exists() and main_process:
-        (out / "log.csv").unlink()
+    elif state_path.exists():
+        raise SystemExit(f"error: {out} already holds a run; add --resume to continue it, or choose another --out")
 
     train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None) if distributed else model
     facts = {**dataclasses.asdict(recipe), "data": [str(d) for d in args.data], "init": args.init,
@@ -286,25 +316,17 @@ def main(argv=None) -> None:
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{recipe.epochs}", disable=not main_process, leave=False)
         for blur, sharp in bar:
             blur, sharp = blur.to(device, non_blocking=True), sharp.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                output = train_model(blur)
-            loss = compute_loss(recipe, output.float(), sharp)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"loss became {loss.item()} at step {step} (epoch {epoch + 1}); lower --lr or "
+            loss = train_step(train_model, optimizer, recipe, blur, sharp, dtype, scaler)
+            if not math.isfinite(loss):
+                raise TrainingDiverged(f"loss became {loss} at step {step} (epoch {epoch + 1}); lower --lr or "
                                        f"set --grad-clip, then --resume from the last good epoch")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if recipe.grad_clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
             scheduler.step()
             step += 1
-            running, count = running + loss.item(), count + 1
+            running, count = running + loss, count + 1
             bar.set_postfix(loss=f"{running / count:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-            if args.max_minutes and minutes_before + (time.time() - started) / 60 > args.max_minutes:
-                total_steps = step  # out of time: end here, saving as after any epoch
+            if args.max_minutes and out_of_time(minutes_before + (time.time() - started) / 60 > args.max_minutes,
+                                                device, distributed):
+                total_steps = step  # end here, saving as after any epoch
             if step >= total_steps:
                 break
         epoch += 1

@@ -7,24 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 from vitdeblur.data import LAYOUTS, SPLITS, list_images, load_dataset, make_frame_pairs
 from vitdeblur.evaluate import evaluate, save_grid
 from vitdeblur.hub import CheckpointError, load_model
-from vitdeblur.inference import ImageError, deblur_image
-
-
-def pick_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda asked for, but no CUDA GPU is available")
-    return name
+from vitdeblur.inference import ImageError, deblur_image, resolve_device
 
 
 def cmd_evaluate(args) -> None:
-    model = load_model(args.checkpoint, pick_device(args.device))
+    model = load_model(args.checkpoint, resolve_device(args.device))
     dataset = load_dataset(args.data, args.split, train=False, layout=args.layout, kaggle_blur=args.kaggle_blur)
     metrics, rows = evaluate(model, dataset, grid_rows=args.grid_rows if args.grid else 0,
                              tile_size=args.tile_size, batch_size=args.batch_size)
@@ -43,21 +33,25 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_deblur(args) -> None:
-    model = load_model(args.checkpoint, pick_device(args.device))
+    model = load_model(args.checkpoint, resolve_device(args.device))
     inputs = []
     for item in map(Path, args.inputs):
         inputs += list_images(item) if item.is_dir() else [item]
     out_dir = Path(args.output)
+    targets = [out_dir / (path.stem + ".png") for path in inputs]
+    clashes = sorted({str(t) for t in targets if targets.count(t) > 1 or t.resolve() in {p.resolve() for p in inputs}})
+    if clashes:  # never overwrite an input, nor one result with another
+        raise SystemExit(f"error: these outputs would overwrite an input or each other: {', '.join(clashes)}; "
+                         "choose another -o folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     failures = 0
-    for path in inputs:
+    for path, target in zip(inputs, targets):
         try:
             result = deblur_image(model, path, max_megapixels=args.max_megapixels, tile_size=args.tile_size)
         except ImageError as e:  # one bad file must not stop the others
             print(f"skipped: {e}", file=sys.stderr)
             failures += 1
             continue
-        target = out_dir / (path.stem + ".png")
         result.save(target)
         print(f"{path} -> {target}")
     if failures:
@@ -88,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     ev.add_argument("--name", help="dataset name for the JSON and model card (default: the folder name)")
     ev.add_argument("--json", help="write the metrics here")
     ev.add_argument("--grid", help="write a PNG of blurred | deblurred | sharp rows here")
-    ev.add_argument("--grid-rows", type=int, default=4)
+    ev.add_argument("--grid-rows", type=int, default=4, choices=range(1, 65), metavar="1..64")
     ev.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
     ev.set_defaults(func=cmd_evaluate)
 

@@ -24,7 +24,7 @@ from PIL import Image
 
 from vitdeblur.evaluate import psnr, ssim
 from vitdeblur.hub import PROJECT_ROOT, VARIANTS, load_model
-from vitdeblur.inference import LoadedImage, deblur_array, limit_megapixels, load_image, to_pil
+from vitdeblur.inference import LoadedImage, deblur_array, limit_megapixels, load_image, resolve_device, to_pil
 
 CHOICES = (*VARIANTS, "both")  # the values of the app's variant setting and of its API
 EXAMPLES_DIR = PROJECT_ROOT / "examples"
@@ -46,18 +46,10 @@ Large photos are downscaled to the megapixel limit before deblurring. None of th
 training."""
 
 
-def pick_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def describe_device(device: str) -> str:
     if device.startswith("cuda"):
         return f"GPU ({torch.cuda.get_device_name(torch.device(device))})"
     return f"CPU ({torch.get_num_threads()} threads)"
-
-
-def default_max_megapixels(device: str) -> float:
-    return DEFAULT_MAX_MEGAPIXELS["cuda" if device.startswith("cuda") else "cpu"]
 
 
 def checkpoint_spec(variant: str) -> str:
@@ -87,7 +79,7 @@ class Models:
     """Loads each variant's checkpoint on first use and keeps it; safe to share between request threads."""
 
     def __init__(self, device: str | None = None, specs: dict[str, str] | None = None):
-        self.device = device or pick_device()
+        self.device = device or str(resolve_device())
         self._specs = specs or {}
         self._models: dict[str, torch.nn.Module] = {}
         self._lock = threading.Lock()

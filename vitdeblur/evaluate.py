@@ -11,7 +11,7 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from vitdeblur.data import DeblurDataset
-from vitdeblur.inference import deblur_array
+from vitdeblur.inference import deblur_array, to_uint8
 
 
 def psnr(result: np.ndarray, reference: np.ndarray) -> float:
@@ -25,12 +25,14 @@ def ssim(result: np.ndarray, reference: np.ndarray) -> float:
 
 
 def _thumbnail(rgb: np.ndarray, height: int) -> Image.Image:
-    img = Image.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8))
+    img = Image.fromarray(to_uint8(rgb))
     return img.resize((max(1, round(img.width * height / img.height)), height), Image.Resampling.LANCZOS)
 
 
 def save_grid(rows: list[list[np.ndarray]], path: str | Path, height: int = 256, gap: int = 4) -> None:
     """A PNG with one row per image and one column per version (e.g. blurred | deblurred | sharp)."""
+    if not rows:
+        raise ValueError("a grid needs at least one row")
     thumbs = [[_thumbnail(img, height) for img in row] for row in rows]
     width = max(sum(t.width for t in row) + gap * (len(row) - 1) for row in thumbs)
     grid = Image.new("RGB", (width, len(rows) * height + gap * (len(rows) - 1)), "white")

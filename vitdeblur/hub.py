@@ -14,8 +14,16 @@ from pathlib import Path
 
 import httpx2
 import torch
-from huggingface_hub import EvalResult, ModelCard, ModelCardData, load_torch_model, save_torch_state_dict, snapshot_download
+from huggingface_hub import (
+    EvalResult,
+    ModelCard,
+    ModelCardData,
+    load_torch_model,
+    save_torch_state_dict,
+    snapshot_download,
+)
 from huggingface_hub.errors import (
+    HfHubHTTPError,
     HFValidationError,
     LocalEntryNotFoundError,
     OfflineModeIsEnabled,
@@ -57,17 +65,20 @@ def load_model(spec: str | os.PathLike, device: str | torch.device = "cpu", **kw
 def clear_errors(name: str):
     """Turn the Hub's and safetensors' exceptions into one CheckpointError with a message a user can act on."""
     offline_hint = f"offline, use a shipped checkpoint instead: {', '.join(str(SHIPPED_DIR / v) for v in VARIANTS)}"
+    as_repo = f"{name}: no such local folder; as a Hub repo id"
     try:
         yield
     except CheckpointError:
         raise
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, httpx2.TransportError) as e:
-        raise CheckpointError(f"{name}: cannot reach the Hugging Face Hub and it is not in the local cache ({type(e).__name__}); "
-                              f"{offline_hint}") from None
+        raise CheckpointError(f"{as_repo}, it cannot be downloaded and is not in the local cache "
+                              f"({type(e).__name__}); {offline_hint}") from None
     except RepositoryNotFoundError:
-        raise CheckpointError(f"{name}: no such model on the Hugging Face Hub (or it is private: set HF_TOKEN)") from None
+        raise CheckpointError(f"{as_repo}, no such model on the Hub (or it is private: set HF_TOKEN)") from None
     except HFValidationError:
         raise CheckpointError(f"{name}: no such checkpoint folder, and not a valid Hub repo id (OWNER/NAME)") from None
+    except HfHubHTTPError as e:  # bad token, rate limit, server error, unknown revision...
+        raise CheckpointError(f"{as_repo}, the Hub refused it: {str(e).splitlines()[0]}") from None
     except SafetensorError as e:
         raise CheckpointError(f"{name}: the safetensors weights are corrupt or truncated ({e})") from None
 
@@ -146,7 +157,7 @@ def model_card(config, evaluations: list[dict] | None = None, training: dict | N
         model_name=name, library_name="vitdeblur", license="mit", pipeline_tag="image-to-image",
         tags=["image-deblurring", "vision-transformer", "image-restoration", "pytorch_model_hub_mixin"],
         eval_results=eval_results or None, metrics=["psnr", "ssim"])
-    pretrained = config.pretrained or bool(config.pretrained_file) or training.get("pretrained_encoder")
+    pretrained = config.pretrained or bool(config.pretrained_file) or training.get("pretrained", False)
     decoder_text = {
         "paper": "the study's ViTDecoder: ViT tokens added to the 16x16-patched blurred image, five bilinear-upsampling "
                  "+ 1x1-conv blocks, the full-scale blurred image added back, then 1x1 conv + GELU decoding blocks",
@@ -191,11 +202,11 @@ def model_card(config, evaluations: list[dict] | None = None, training: dict | N
                          f"{ev['psnr_blurred']:.2f} | {ev['psnr']:.2f} | {ev['ssim_blurred']:.4f} | {ev['ssim']:.4f} | "
                          f"{ev['seconds_per_image']:.2f} ({ev.get('device', '')}) |")
         lines.append("")
+    data = ", ".join(Path(d).name for d in training.get("data", [])) or "the data listed under Training"
     lines += [
         "## Limitations",
-        "- Trained on a small amount of data (synthetic motion/defocus blur over a few dozen photos and real "
-        "frame-averaged GoPro pairs of one scene); expect modest gains on real photos and none on blur far outside "
-        "that range (very large motion, heavy noise, low light).",
+        f"- Trained only on {data} (images in a `sharp` layout get synthetic motion/defocus blur of 7-41 px); expect "
+        "little on blur far outside that range (very large motion, heavy noise, low light, moving objects).",
         "- " + ("The encoder started from random init: ImageNet weights could not be used where it was trained."
                 if not pretrained else "The encoder started from timm's ImageNet weights."),
         "- PSNR here is not comparable with the ~48 dB the study reports: that figure is not reproducible with "

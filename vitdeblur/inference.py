@@ -16,6 +16,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = 100_000_000  # refuse headers claiming 100 megapixels or more before decoding anything
 MIN_SIDE = 8  # smaller images carry too little to deblur (and break reflect padding)
+GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+WIDE_GRAYSCALE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # 16-bit, 32-bit int and float pixels
+# Pillow's own bomb check warns above MAX_IMAGE_PIXELS; align it with ours so that the limit is exactly MAX_PIXELS.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 ImageSource = str | os.PathLike | bytes | BinaryIO | Image.Image
 
@@ -64,7 +68,13 @@ def load_image(source: ImageSource, name: str | None = None) -> LoadedImage:
     Handles EXIF orientation, palette/RGBA/LA (alpha kept), grayscale, 16-bit and 32-bit float grayscale, CMYK.
     """
     name = name or (str(source) if isinstance(source, (str, os.PathLike)) else "image")
-    img = source if isinstance(source, Image.Image) else _open(source, name)
+    if isinstance(source, Image.Image):
+        return _decode(source, name)
+    with _open(source, name) as img:  # closes the file whatever happens
+        return _decode(img, name)
+
+
+def _decode(img: Image.Image, name: str) -> LoadedImage:
     width, height = img.size
     if width * height >= MAX_PIXELS:
         raise ImageError(f"{name}: {width}x{height} is {width * height / 1e6:.0f} megapixels; "
@@ -78,8 +88,8 @@ def load_image(source: ImageSource, name: str | None = None) -> LoadedImage:
         raise ImageError(f"{name}: the file is corrupt or truncated ({e})") from None
 
     alpha = None
-    grayscale = img.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+    grayscale = img.mode in GRAYSCALE_MODES
+    if img.mode in WIDE_GRAYSCALE_MODES:
         gray = np.asarray(img).astype(np.float32)
         scale = 65535.0 if img.mode.startswith("I;16") or gray.max() > 255 else 255.0
         if img.mode == "F" and gray.max() <= 1.0:
@@ -93,16 +103,30 @@ def load_image(source: ImageSource, name: str | None = None) -> LoadedImage:
     return LoadedImage(np.ascontiguousarray(rgb), alpha, grayscale)
 
 
+def to_uint8(values: np.ndarray) -> np.ndarray:
+    """Floats in [0, 1] (clipped) -> uint8, rounded."""
+    return (np.clip(values, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
 def to_pil(rgb: np.ndarray, alpha: np.ndarray | None = None, grayscale: bool = False) -> Image.Image:
     """Float RGB in [0, 1] (+ alpha) -> 8-bit PIL image; grayscale sources come back as grayscale."""
-    rgb8 = (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    img = Image.fromarray(rgb8, "RGB")
+    img = Image.fromarray(to_uint8(rgb), "RGB")
     if grayscale:
         img = img.convert("L")
     if alpha is not None:
         img = img.convert("LA" if grayscale else "RGBA")
-        img.putalpha(Image.fromarray((np.clip(alpha, 0, 1) * 255.0 + 0.5).astype(np.uint8), "L"))
+        img.putalpha(Image.fromarray(to_uint8(alpha), "L"))
     return img
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' -> CUDA when present, else CPU; asking for CUDA without a GPU is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but no CUDA GPU is available")
+    return device
 
 
 def limit_megapixels(image: LoadedImage, max_megapixels: float | None) -> LoadedImage:

@@ -175,3 +175,17 @@ def test_model_card_says_how_the_encoder_started():
     assert "trained from random init" in model_card(config, training={"pretrained": False}).text
     card = model_card(config, training={"pretrained": True, "data": ["/data/blur_dataset"]})
     assert "ImageNet-pretrained" in card.text and "blur_dataset" in card.text
+
+
+@pytest.mark.parametrize("variant", ["adam", "sgd"])
+def test_shipped_checkpoints_load_and_are_small(variant):
+    folder = SHIPPED_DIR / variant
+    assert sum(f.stat().st_size for f in folder.iterdir()) < 25e6
+    model = load_model(variant)
+    assert model.config.decoder == "residual"
+    card = ModelCard.load(folder / "README.md")
+    assert {r.metric_type for r in card.data.eval_results} == {"psnr", "ssim"}
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == x.shape and torch.isfinite(y).all() and not torch.equal(x, y)  # trained: not the identity

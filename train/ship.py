@@ -81,7 +81,7 @@ def main(argv=None) -> None:
     for example in [e for e in list_examples(args.grid_examples) if e.sharp][:args.grid_rows]:
         blurred = load_image(example.blurred).rgb
         grid_rows.append([blurred, *(deblur_array(m, blurred) for m in models.values()), load_image(example.sharp).rgb])
-    save_grid(grid_rows, docs / "grid.png", height=200)
+    save_grid(grid_rows, docs / "grid.png", height=200, labels=["blurred", *runs, "sharp"])
 
     first_run = next(iter(runs))
     lines = ["| model | " + " | ".join(f"{t} PSNR | {t} SSIM" for t in tests) + " | s per 1280x720 (2 CPU threads) |",
@@ -99,6 +99,7 @@ def main(argv=None) -> None:
         run = runs[name]
         model = load_model(run / "best", "cpu")
         training = json.loads((run / "train_config.json").read_text())
+        training["recipe"] = training.get("name", name)
         training["name"] = f"vitdeblur-{name}"
         target, staging = SHIPPED_DIR / name, SHIPPED_DIR / f".{name}.new"
         shutil.rmtree(staging, ignore_errors=True)

@@ -29,7 +29,7 @@ def cmd_evaluate(args) -> None:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(metrics, indent=2))
     if args.grid:
-        save_grid(rows, args.grid)
+        save_grid(rows, args.grid, labels=["blurred", "deblurred", "sharp"])
 
 
 def cmd_deblur(args) -> None:

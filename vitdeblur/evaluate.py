@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from vitdeblur.data import DeblurDataset
@@ -29,17 +29,23 @@ def _thumbnail(rgb: np.ndarray, height: int) -> Image.Image:
     return img.resize((max(1, round(img.width * height / img.height)), height), Image.Resampling.LANCZOS)
 
 
-def save_grid(rows: list[list[np.ndarray]], path: str | Path, height: int = 256, gap: int = 4) -> None:
-    """A PNG with one row per image and one column per version (e.g. blurred | deblurred | sharp)."""
+def save_grid(rows: list[list[np.ndarray]], path: str | Path, height: int = 256, gap: int = 4,
+              labels: list[str] | None = None) -> None:
+    """A PNG with one row per image and one column per version (e.g. blurred | deblurred | sharp), with an optional
+    caption above each column of the first row."""
     if not rows:
         raise ValueError("a grid needs at least one row")
     thumbs = [[_thumbnail(img, height) for img in row] for row in rows]
+    header = 24 if labels else 0
     width = max(sum(t.width for t in row) + gap * (len(row) - 1) for row in thumbs)
-    grid = Image.new("RGB", (width, len(rows) * height + gap * (len(rows) - 1)), "white")
+    grid = Image.new("RGB", (width, header + len(rows) * height + gap * (len(rows) - 1)), "white")
+    draw = ImageDraw.Draw(grid)
     for r, row in enumerate(thumbs):
         x = 0
-        for t in row:
-            grid.paste(t, (x, r * (height + gap)))
+        for c, t in enumerate(row):
+            if labels and r == 0:
+                draw.text((x + 4, 4), labels[c], fill="black", font_size=16)
+            grid.paste(t, (x, header + r * (height + gap)))
             x += t.width + gap
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     grid.save(path)

@@ -190,8 +190,14 @@ def model_card(config, evaluations: list[dict] | None = None, training: dict | N
         lines += ["## Training", ""]
         facts = [("recipe", "recipe"), ("loss", "loss"), ("optimizer", "optimizer"), ("learning rate", "lr"),
                  ("schedule", "schedule"), ("batch size", "batch_size"), ("crop", "crop"), ("steps", "steps"),
-                 ("data", "data"), ("hardware", "hardware"), ("training time (minutes)", "minutes")]
-        lines += [f"- {label}: {training[key]}" for label, key in facts if training.get(key) not in (None, "", [])]
+                 ("data", "data"), ("started from", "init"), ("hardware", "hardware"),
+                 ("training time (minutes)", "minutes")]
+        for label, key in facts:
+            value = training.get(key)
+            if isinstance(value, list):
+                value = ", ".join(Path(v).name for v in value)
+            if value not in (None, ""):
+                lines.append(f"- {label}: {value}")
         lines.append("")
     if evaluations:
         lines += ["## Results", "", METRIC_DEFINITION + ".", "",

@@ -139,7 +139,7 @@ with gr.Blocks(title="ViTDeblur", delete_cache=(3600, 3600)) as demo:
         sliders = [gr.ImageSlider(label=f"Before / after ({v})", elem_id=f"slider-{v}", format="png", type="filepath",
                                   max_height=600) for v in app_logic.VARIANTS]
     report = gr.Markdown(label="Report", elem_id="report")
-    downloads = gr.File(label="Download the full-resolution deblurred PNGs", file_count="multiple",
+    downloads = gr.File(label="Download the deblurred PNGs (at the processed size, lossless)", file_count="multiple",
                         interactive=False, height=120, elem_id="downloads")
     with gr.Accordion("Details (JSON)", open=False):
         details = gr.JSON(label="Details", elem_id="details")

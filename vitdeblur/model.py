@@ -127,15 +127,7 @@ class ResidualDecoder(nn.Module):
         return image + self.head(x)
 
 
-class ViTDeblur(
-    nn.Module,
-    PyTorchModelHubMixin,
-    library_name="vitdeblur",
-    tags=["image-deblurring", "vision-transformer", "image-restoration"],
-    pipeline_tag="image-to-image",
-    license="mit",
-    repo_url="https://github.com/vitdeblur/vitdeblur",
-):
+class ViTDeblur(nn.Module, PyTorchModelHubMixin, library_name="vitdeblur"):  # the card: hub.model_card
     """Blurred RGB in [0, 1], shape (B, 3, H, W), any H and W -> restored RGB of the same shape (not clamped).
 
     Inputs whose sides are not multiples of the patch size are reflect-padded and the output cropped back.

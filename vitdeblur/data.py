@@ -224,8 +224,12 @@ def make_frame_pairs(frames_dir: str | Path, out_dir: str | Path, n: int = 7, st
 # Datasets
 
 
+def _to_float(rgb: np.ndarray) -> np.ndarray:
+    return rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb
+
+
 def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+    return torch.from_numpy(np.ascontiguousarray(_to_float(rgb))).permute(2, 0, 1)
 
 
 class DeblurDataset(Dataset):
@@ -238,25 +242,22 @@ class DeblurDataset(Dataset):
     """
 
     def __init__(self, pairs: list[Pair], train: bool, crop: int | None = None, blur_spec: BlurSpec | None = None,
-                 repeats: int = 1, seed: int = 0):
+                 seed: int = 0):
         if not pairs:
             raise ValueError("empty dataset")
         if train and not crop:
             raise ValueError("training needs a crop size")
-        self.pairs, self.train, self.crop, self.repeats, self.seed = pairs, train, crop, repeats, seed
+        self.pairs, self.train, self.crop, self.seed = pairs, train, crop, seed
         self.blur_spec = blur_spec or BlurSpec()
         self._cache: dict[Path, np.ndarray] = {}
 
     def __len__(self) -> int:
-        return len(self.pairs) * self.repeats
+        return len(self.pairs)
 
     def read_uint8(self, path: Path) -> np.ndarray:
         if path not in self._cache:
             self._cache[path] = to_uint8(load_image(path).rgb)
         return self._cache[path]
-
-    def _read(self, path: Path) -> np.ndarray:
-        return self.read_uint8(path).astype(np.float32) / 255.0
 
     def _window(self, height: int, width: int, size: int, rng: np.random.Generator | None) -> tuple[int, int, int, int]:
         if rng is not None and min(height, width) < size:  # training crops must all be the same size to batch
@@ -268,11 +269,12 @@ class DeblurDataset(Dataset):
         return int(rng.integers(0, height - size_h + 1)), int(rng.integers(0, width - size_w + 1)), size_h, size_w
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        pair = self.pairs[index % len(self.pairs)]
+        pair = self.pairs[index]
         rng = np.random.default_rng() if self.train else None
-        sharp = self._read(pair.sharp)
+        # Images stay uint8 until cropped: a full-size float copy per training crop would be wasted work.
+        sharp = self.read_uint8(pair.sharp)
         if pair.blur is not None:
-            blur = self._read(pair.blur)
+            blur = self.read_uint8(pair.blur)
             if blur.shape != sharp.shape:
                 raise ValueError(f"{pair.blur} and {pair.sharp} differ in size: {blur.shape} vs {sharp.shape}")
             if self.crop:
@@ -286,11 +288,11 @@ class DeblurDataset(Dataset):
                 margin = kernel.shape[0] // 2
                 y, x, h, w = self._window(*sharp.shape[:2], self.crop, rng)
                 y0, x0 = max(0, y - margin), max(0, x - margin)
-                region = sharp[y0:y + h + margin, x0:x + w + margin]
+                region = _to_float(sharp[y0:y + h + margin, x0:x + w + margin])
                 blurred = blur_image(region, kernel, noise, blur_rng)
                 blur, sharp = blurred[y - y0:y - y0 + h, x - x0:x - x0 + w], sharp[y:y + h, x:x + w]
             else:
-                blur = blur_image(sharp, kernel, noise, blur_rng)
+                blur = blur_image(_to_float(sharp), kernel, noise, blur_rng)
         if self.train:
             if rng.random() < 0.5:
                 blur, sharp = blur[:, ::-1], sharp[:, ::-1]

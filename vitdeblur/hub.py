@@ -79,8 +79,6 @@ def clear_errors(name: str):
         raise CheckpointError(f"{name}: no such checkpoint folder, and not a valid Hub repo id (OWNER/NAME)") from None
     except HfHubHTTPError as e:  # bad token, rate limit, server error, unknown revision...
         raise CheckpointError(f"{as_repo}, the Hub refused it: {str(e).splitlines()[0]}") from None
-    except SafetensorError as e:
-        raise CheckpointError(f"{name}: the safetensors weights are corrupt or truncated ({e})") from None
 
 
 def save_weights(model: torch.nn.Module, folder: str | os.PathLike, max_shard_size: str = MAX_SHARD_SIZE) -> None:

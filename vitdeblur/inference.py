@@ -16,8 +16,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = 100_000_000  # refuse headers claiming 100 megapixels or more before decoding anything
 MIN_SIDE = 8  # smaller images carry too little to deblur (and break reflect padding)
-GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 WIDE_GRAYSCALE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # 16-bit, 32-bit int and float pixels
+GRAYSCALE_MODES = ("1", "L", "LA", *WIDE_GRAYSCALE_MODES)
 # Pillow's own bomb check warns above MAX_IMAGE_PIXELS; align it with ours so that the limit is exactly MAX_PIXELS.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 

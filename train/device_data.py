@@ -1,9 +1,9 @@
 """Training batches made on the training device itself (`python -m train --device-data`).
 
-A GPU pushes thousands of small crops per second through a ViT-Tiny-sized model, far more than CPU workers can blur.
-So every training image is held in device memory (uint8), crops are cut there, and synthetic blur is applied to a
-whole batch at once by FFT, with kernels drawn from a bank sampled once at start-up from the same BlurSpec as the
-CPU pipeline (vitdeblur.data). Real pairs are cropped as they are.
+A GPU pushes thousands of small crops per second through a ViT-Tiny-sized model, more than CPU workers can blur and
+ship. So every training image is held in device memory (uint8), crops are cut there, and the synthetic blur runs on
+the device with the very same code and distribution as the CPU pipeline (`vitdeblur.synthesis`). Real pairs are
+cropped as they are.
 """
 
 from __future__ import annotations
@@ -11,24 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vitdeblur.data import GAMMA, BlurSpec, DeblurDataset
-
-
-def fft_blur(images: torch.Tensor, kernels: torch.Tensor, noise: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Blur (N, 3, S, S) images in [0, 1] with (N, K, K) kernels in linear light, by FFT.
-
-    The convolution is circular: callers cut a margin of K // 2 pixels off every side afterwards.
-    """
-    n, _, size, _ = images.shape
-    k = kernels.shape[-1]
-    padded = torch.zeros(n, size, size, device=images.device, dtype=torch.float32)
-    padded[:, :k, :k] = kernels.flip(-1, -2)  # flipped: the same correlation as blur_image's
-    padded = torch.roll(padded, shifts=(-(k // 2), -(k // 2)), dims=(1, 2))  # kernel centre at the origin
-    linear = images.float().clamp(0, 1) ** GAMMA
-    blurred = torch.fft.irfft2(torch.fft.rfft2(linear) * torch.fft.rfft2(padded)[:, None], s=(size, size))
-    blurred = blurred.clamp(0, 1) ** (1 / GAMMA)
-    blurred = blurred + noise.view(n, 1, 1, 1) * torch.randn(blurred.shape, device=images.device, generator=generator)
-    return blurred.clamp(0, 1)
+from vitdeblur.data import DeblurDataset
+from vitdeblur.synthesis import BlurSpec, degrade_crop
 
 
 class DeviceBatches:
@@ -38,9 +22,8 @@ class DeviceBatches:
     """
 
     def __init__(self, datasets: list[DeblurDataset], batch_size: int, crop: int, steps: int,
-                 device: torch.device, blur_spec: BlurSpec | None = None, kernel_bank: int = 2048, seed: int = 0):
+                 device: torch.device, blur_spec: BlurSpec | None = None, seed: int = 0):
         self.batch_size, self.crop, self.steps, self.device = batch_size, crop, steps, device
-        spec = blur_spec or BlurSpec()
         self.sharp_only, self.pairs = [], []
         for dataset in datasets:
             for pair in dataset.pairs:
@@ -52,16 +35,7 @@ class DeviceBatches:
         too_small = [tuple(t.shape[1:]) for t in self.sharp_only + [p[1] for p in self.pairs] if min(t.shape[1:]) < crop]
         if too_small:
             raise ValueError(f"images smaller than the crop size {crop}: {too_small[:3]}")
-        rng = np.random.default_rng(seed)
-        self.kernel_size = spec.max_size | 1
-        bank, noise = np.zeros((kernel_bank, self.kernel_size, self.kernel_size), np.float32), []
-        for i in range(kernel_bank):
-            kernel, sigma = spec.sample(rng)
-            offset = (self.kernel_size - kernel.shape[0]) // 2
-            bank[i, offset:offset + kernel.shape[0], offset:offset + kernel.shape[1]] = kernel
-            noise.append(sigma)
-        self.kernels = torch.from_numpy(bank).to(device)
-        self.noise = torch.tensor(noise, device=device)
+        self.blur_spec = blur_spec or BlurSpec()
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.rng = np.random.default_rng(seed + 1)
 
@@ -80,20 +54,12 @@ class DeviceBatches:
         synthetic = [self.sharp_only[i] for i in picks if i < len(self.sharp_only)]
         real = [self.pairs[i - len(self.sharp_only)] for i in picks if i >= len(self.sharp_only)]
         blurs, sharps = [], []
-        if synthetic:
-            margin = self.kernel_size // 2
-            size = self.crop + 2 * margin
-            regions = []
-            for image in synthetic:  # images smaller than crop + margin get a reflect-padded region
-                region = image if min(image.shape[1:]) >= size else torch.nn.functional.pad(
-                    image[None].float(), (margin,) * 4, mode="reflect")[0].to(image.dtype)
-                regions.append(self._crop(region, size, *self._position(region, size)))
-            regions = torch.stack(regions).float() / 255
-            chosen = torch.from_numpy(self.rng.integers(0, len(self.kernels), len(regions))).to(self.device)
-            blurred = fft_blur(regions, self.kernels[chosen], self.noise[chosen], self.generator)
-            inner = (slice(None), slice(None), slice(margin, margin + self.crop), slice(margin, margin + self.crop))
-            blurs.append(blurred[inner])
-            sharps.append(regions[inner])
+        for image in synthetic:
+            y, x = self._position(image, self.crop)
+            blur, sharp = degrade_crop(image, self.blur_spec.sample(self.rng), y, x, self.crop, self.crop,
+                                       self.generator)
+            blurs.append(blur[None])
+            sharps.append(sharp[None])
         if real:
             crops = []
             for blur, sharp in real:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import ConcatDataset, DataLoader, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
@@ -34,7 +35,7 @@ from vitdeblur.data import LAYOUTS, load_dataset
 from vitdeblur.evaluate import psnr
 from vitdeblur.hub import load_model, model_card, save_checkpoint
 from vitdeblur.inference import resolve_device
-from vitdeblur.model import ViTDeblur, ViTDeblurConfig
+from vitdeblur.model import DECODERS, ViTDeblur, ViTDeblurConfig
 
 LOG_FIELDS = ["epoch", "step", "lr", "train_loss", "val_loss", "val_psnr", "val_psnr_blurred", "minutes"]
 
@@ -49,6 +50,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--recipe", required=True, choices=sorted(RECIPES))
     p.add_argument("--data", required=True, action="append",
                    help="dataset folder; give it several times to mix sources (e.g. sharp photos + real pairs)")
+    p.add_argument("--val-data", action="append", default=[],
+                   help="a dataset used whole for validation and never trained on (e.g. real pairs of a scene "
+                        "unlike the training data); repeatable. The best checkpoint has the highest mean PSNR "
+                        "over the validation sets")
     p.add_argument("--layout", default="auto", choices=LAYOUTS, help="layout of every --data folder (default: detect)")
     p.add_argument("--out", required=True, help="run folder, e.g. runs/adam")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
@@ -61,12 +66,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     # Recipe overrides.
     p.add_argument("--backbone")
-    p.add_argument("--decoder", choices=("paper", "residual"))
+    p.add_argument("--decoder", choices=DECODERS)
     p.add_argument("--decoder-width", type=int)
+    p.add_argument("--encoder-depth", type=int)
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
                    help="ImageNet weights for the encoder (needs the network)")
     p.add_argument("--loss", choices=("l1", "mse", "charbonnier"))
     p.add_argument("--edge-loss-weight", type=float)
+    p.add_argument("--fft-loss-weight", type=float)
+    p.add_argument("--ema-decay", type=float)
     p.add_argument("--lr", type=float)
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--warmup-steps", type=int)
@@ -113,6 +121,9 @@ def compute_loss(recipe: Recipe, output: torch.Tensor, target: torch.Tensor) -> 
         raise ValueError(f"unknown loss {recipe.loss!r}")
     if recipe.edge_loss_weight:
         loss = loss + recipe.edge_loss_weight * torch.sqrt((laplacian(output) - laplacian(target)) ** 2 + 1e-6).mean()
+    if recipe.fft_loss_weight:
+        difference = torch.fft.rfft2(output, norm="ortho") - torch.fft.rfft2(target, norm="ortho")
+        loss = loss + recipe.fft_loss_weight * torch.view_as_real(difference).abs().mean()
     return loss
 
 
@@ -164,14 +175,18 @@ def build_model(recipe: Recipe, init: str | None) -> ViTDeblur:
     if init:
         return load_model(init)
     return ViTDeblur(ViTDeblurConfig(backbone=recipe.backbone, decoder=recipe.decoder,
-                                     decoder_width=recipe.decoder_width, pretrained=recipe.pretrained))
+                                     decoder_width=recipe.decoder_width, encoder_depth=recipe.encoder_depth,
+                                     pretrained=recipe.pretrained))
 
 
 @torch.no_grad()
-def validate(model, datasets, recipe: Recipe, device, dtype) -> dict:
+def validate(model, datasets, recipe: Recipe, device, dtype, names: list[str] | None = None) -> dict:
+    """Loss and PSNR on the validation sets. `val_psnr` is the mean of the per-set means, so a small real-blur set
+    counts as much as a larger synthetic one; with `names`, each set's PSNR (and its blurred input's) is added too."""
     model.eval()
-    losses, psnrs, psnrs_blurred = [], [], []
-    for dataset in datasets:
+    losses, set_psnrs, set_psnrs_blurred, row = [], [], [], {}
+    for index, dataset in enumerate(datasets):
+        psnrs, psnrs_blurred = [], []
         for i in range(len(dataset)):
             blur, sharp = (t.unsqueeze(0).to(device) for t in dataset[i])
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
@@ -181,9 +196,21 @@ def validate(model, datasets, recipe: Recipe, device, dtype) -> dict:
             to_np = lambda t: t[0].permute(1, 2, 0).cpu().numpy()  # noqa: E731
             psnrs.append(psnr(to_np(out), to_np(sharp)))
             psnrs_blurred.append(psnr(to_np(blur), to_np(sharp)))
+        set_psnrs.append(float(np.mean(psnrs)))
+        set_psnrs_blurred.append(float(np.mean(psnrs_blurred)))
+        if names:
+            row[f"{names[index]}_psnr"], row[f"{names[index]}_psnr_blurred"] = set_psnrs[-1], set_psnrs_blurred[-1]
     model.train()
-    return {"val_loss": float(np.mean(losses)), "val_psnr": float(np.mean(psnrs)),
-            "val_psnr_blurred": float(np.mean(psnrs_blurred))}
+    return {"val_loss": float(np.mean(losses)), "val_psnr": float(np.mean(set_psnrs)),
+            "val_psnr_blurred": float(np.mean(set_psnrs_blurred)), **row}
+
+
+def validation_sets(args: argparse.Namespace, recipe: Recipe) -> tuple[list, list[str]]:
+    """The val split of every --data folder, and every --val-data folder whole; with a short name for each."""
+    sets = [load_dataset(d, "val", train=False, layout=args.layout, crop=recipe.val_crop) for d in args.data]
+    sets += [load_dataset(d, "all", train=False, layout=args.layout, crop=recipe.val_crop) for d in args.val_data]
+    names = [f"val_{Path(d).name}" for d in args.data] + [f"heldout_{Path(d).name}" for d in args.val_data]
+    return sets, names
 
 
 def plot_curves(log_path: Path, png_path: Path) -> None:
@@ -202,9 +229,13 @@ def plot_curves(log_path: Path, png_path: Path) -> None:
     ax_loss.plot(epochs, [float(r["val_loss"]) for r in rows], label="val")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
     ax_loss.legend()
-    ax_psnr.plot(epochs, [float(r["val_psnr"]) for r in rows], label="deblurred")
-    ax_psnr.plot(epochs, [float(r["val_psnr_blurred"]) for r in rows], "--", label="blurred input")
-    ax_psnr.set(xlabel="epoch", ylabel="PSNR (dB)", title="Validation PSNR")
+    # Gain over the blurred input, per validation set and their mean (what picks the best checkpoint)
+    sets = ["val"] + [k[:-len("_psnr")] for k in rows[0] if k.endswith("_psnr") and k != "val_psnr"]
+    for name in sets:
+        gains = [float(r[f"{name}_psnr"]) - float(r[f"{name}_psnr_blurred"]) for r in rows]
+        ax_psnr.plot(epochs, gains, label="mean of the sets" if name == "val" else name, lw=2 if name == "val" else 1)
+    ax_psnr.axhline(0, color="gray", ls="--", lw=1)
+    ax_psnr.set(xlabel="epoch", ylabel="PSNR gain over the blurred input (dB)", title="Validation")
     ax_psnr.legend()
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
@@ -244,7 +275,8 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     train_sets = [load_dataset(d, "train", train=True, layout=args.layout, crop=recipe.crop) for d in args.data]
-    val_sets = [load_dataset(d, "val", train=False, layout=args.layout, crop=recipe.val_crop) for d in args.data]
+    val_sets, val_names = validation_sets(args, recipe)
+    log_fields = LOG_FIELDS + [f"{name}{suffix}" for name in val_names for suffix in ("_psnr", "_psnr_blurred")]
     train_set = ConcatDataset(train_sets)
     world_size = dist.get_world_size() if distributed else 1
     device_data = args.device_data if args.device_data is not None else device.type == "cuda"
@@ -270,10 +302,16 @@ def main(argv=None) -> None:
     if recipe.max_steps:
         total_steps = min(total_steps, recipe.max_steps)
 
-    model = build_model(recipe, args.init).to(device)
+    # channels-last: faster convolutions on CPU (oneDNN) and on CUDA tensor cores
+    model = build_model(recipe, args.init).to(device, memory_format=torch.channels_last)
     if args.init:  # the checkpoint decides the architecture; record it
         recipe = dataclasses.replace(recipe, backbone=model.config.backbone, decoder=model.config.decoder,
-                                     decoder_width=model.config.decoder_width)
+                                     decoder_width=model.config.decoder_width,
+                                     encoder_depth=model.config.encoder_depth)
+    # The EMA of the weights is what gets validated and saved: it averages out the last steps' noise.
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True) \
+        if recipe.ema_decay else None
+    eval_model = ema.module if ema else model
     optimizer = make_optimizer(recipe, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(recipe, step, steps_per_epoch, total_steps))
@@ -287,6 +325,8 @@ def main(argv=None) -> None:
             raise SystemExit(f"error: --resume given but {state_path} does not exist")
         state = torch.load(state_path, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
+        if ema:
+            ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step, epoch, best_psnr, minutes_before = state["step"], state["epoch"], state["best_psnr"], state["minutes"]
@@ -294,7 +334,7 @@ def main(argv=None) -> None:
             with open(out / "log.csv") as f:
                 rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= epoch]
             with open(out / "log.csv", "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+                writer = csv.DictWriter(f, fieldnames=log_fields)
                 writer.writeheader()
                 writer.writerows(rows)
         if main_process:
@@ -303,7 +343,8 @@ def main(argv=None) -> None:
         raise SystemExit(f"error: {out} already holds a run; add --resume to continue it, or choose another --out")
 
     train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None) if distributed else model
-    facts = {**dataclasses.asdict(recipe), "data": [str(d) for d in args.data], "init": args.init,
+    facts = {**dataclasses.asdict(recipe), "data": [str(d) for d in args.data],
+             "val_data": [str(d) for d in args.val_data], "init": args.init,
              "hardware": hardware(device), "amp_dtype": str(dtype).replace("torch.", "") if dtype else "none",
              "train_images": len(train_set), "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
              "device_data": device_data}
@@ -315,8 +356,11 @@ def main(argv=None) -> None:
         running, count = 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{recipe.epochs}", disable=not main_process, leave=False)
         for blur, sharp in bar:
-            blur, sharp = blur.to(device, non_blocking=True), sharp.to(device, non_blocking=True)
+            blur = blur.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            sharp = sharp.to(device, non_blocking=True)
             loss = train_step(train_model, optimizer, recipe, blur, sharp, dtype, scaler)
+            if ema:
+                ema.update_parameters(model)
             if not math.isfinite(loss):
                 raise TrainingDiverged(f"loss became {loss} at step {step} (epoch {epoch + 1}); lower --lr or "
                                        f"set --grad-clip, then --resume from the last good epoch")
@@ -334,10 +378,10 @@ def main(argv=None) -> None:
             continue
         minutes = minutes_before + (time.time() - started) / 60
         row = {"epoch": epoch, "step": step, "lr": scheduler.get_last_lr()[0], "train_loss": running / max(1, count),
-               **validate(model, val_sets, recipe, device, dtype), "minutes": minutes}
+               **validate(eval_model, val_sets, recipe, device, dtype, val_names), "minutes": minutes}
         new_log = not (out / "log.csv").exists()
         with open(out / "log.csv", "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+            writer = csv.DictWriter(f, fieldnames=log_fields)
             if new_log:
                 writer.writeheader()
             writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
@@ -346,11 +390,12 @@ def main(argv=None) -> None:
               flush=True)
         facts.update(steps=step, epochs_done=epoch, minutes=round(minutes, 1))
         (out / "train_config.json").write_text(json.dumps(facts, indent=2))
-        save_checkpoint(model, out / "last", card=model_card(model.config, training=facts))
+        save_checkpoint(eval_model, out / "last", card=model_card(model.config, training=facts))
         if row["val_psnr"] > best_psnr:
             best_psnr = row["val_psnr"]
-            save_checkpoint(model, out / "best", card=model_card(model.config, training=facts))
+            save_checkpoint(eval_model, out / "best", card=model_card(model.config, training=facts))
         atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                           **({"ema": ema.state_dict()} if ema else {}),
                            "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch,
                            "best_psnr": best_psnr, "minutes": minutes}, state_path)
         plot_curves(out / "log.csv", out / "loss_curve.png")

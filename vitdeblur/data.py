@@ -5,7 +5,7 @@ Layouts (``auto`` detects which):
 * ``kaggle`` -- the Kaggle Blur dataset: ``sharp/X_S.jpg``, ``motion_blurred/X_M.jpg``, ``defocused_blurred/X_F.jpg``.
 * ``gopro``  -- GoPro: ``<split>/<scene>/blur/*.png`` and ``<split>/<scene>/sharp/*.png`` (any depth).
 * ``pairs``  -- a folder with ``blur/`` and ``sharp/`` holding files of the same names.
-* ``sharp``  -- any folder of sharp photos; blurred inputs are made synthetically (motion and defocus kernels).
+* ``sharp``  -- any folder of sharp photos; blurred inputs are made synthetically (`vitdeblur.synthesis`).
 """
 
 from __future__ import annotations
@@ -17,16 +17,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from scipy.signal import fftconvolve
 from torch.utils.data import Dataset
 
 from vitdeblur.inference import load_image, to_uint8
+from vitdeblur.synthesis import GAMMA, BlurSpec, degrade_crop
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 LAYOUTS = ("auto", "kaggle", "gopro", "pairs", "sharp")
 SPLITS = ("train", "val", "test", "all")
 KAGGLE_BLUR = {"motion": ("motion_blurred", "_M"), "defocus": ("defocused_blurred", "_F")}
-GAMMA = 2.2  # blur happens in linear light: average photons, not gamma-encoded pixel values
 
 
 @dataclass(frozen=True)
@@ -117,74 +116,7 @@ def split_pairs(pairs: list[Pair], split: str) -> list[Pair]:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Synthetic blur
-
-
-def motion_kernel(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A random camera-shake kernel: a smooth random trajectory (velocity random walk with momentum) whose extent is
-    about `size` pixels, rasterised with bilinear splatting and normalised to sum 1."""
-    steps = 96
-    velocity = rng.normal(size=2)
-    points = np.zeros((steps, 2))
-    for i in range(1, steps):
-        velocity = 0.8 * velocity + rng.normal(size=2) * 0.6 - 0.02 * points[i - 1]
-        points[i] = points[i - 1] + velocity
-    points -= points.mean(axis=0)
-    extent = np.abs(points).max()
-    points *= (size - 1) / 2 / max(extent, 1e-6) * 0.95
-    kernel = np.zeros((size, size))
-    for y, x in points + (size - 1) / 2:
-        y0, x0 = int(np.floor(y)), int(np.floor(x))
-        fy, fx = y - y0, x - x0
-        for dy, wy in ((0, 1 - fy), (1, fy)):
-            for dx, wx in ((0, 1 - fx), (1, fx)):
-                if 0 <= y0 + dy < size and 0 <= x0 + dx < size:
-                    kernel[y0 + dy, x0 + dx] += wy * wx
-    return (kernel / kernel.sum()).astype(np.float32)
-
-
-def defocus_kernel(radius: float) -> np.ndarray:
-    """A disk (defocus) kernel of the given radius, anti-aliased by 8x supersampling, normalised to sum 1."""
-    size = 2 * int(np.ceil(radius)) + 1
-    fine = (np.arange(size * 8) + 0.5) / 8 - size / 2
-    yy, xx = np.meshgrid(fine, fine, indexing="ij")
-    disk = (yy ** 2 + xx ** 2 <= radius ** 2).astype(np.float64)
-    kernel = disk.reshape(size, 8, size, 8).mean(axis=(1, 3))
-    return (kernel / kernel.sum()).astype(np.float32)
-
-
-@dataclass
-class BlurSpec:
-    """The synthetic blur distribution. Kernel sizes 7-41 px: calibrated against real frame-averaged GoPro blur
-    (on GOPR0477's sharp frames these kernels give a blurred-vs-sharp PSNR of 31.9 dB against 30.5 dB for the real
-    blur; 3-21 px kernels gave ~39 dB, far too weak)."""
-
-    min_size: int = 7
-    max_size: int = 41
-    motion_probability: float = 0.7
-    max_noise: float = 0.01  # Gaussian noise sigma, uniform in [0, max_noise], added after blurring
-
-    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, float]:
-        size = int(rng.integers(self.min_size, self.max_size + 1)) | 1
-        if rng.random() < self.motion_probability:
-            kernel = motion_kernel(rng, size)
-        else:
-            kernel = defocus_kernel(rng.uniform(self.min_size / 4, size / 4))
-        return kernel, float(rng.uniform(0, self.max_noise))
-
-
-def blur_image(sharp: np.ndarray, kernel: np.ndarray, noise_sigma: float = 0.0,
-               rng: np.random.Generator | None = None) -> np.ndarray:
-    """Blur float RGB (H, W, 3) in linear light with reflect padding; same size out, noise added, clipped to [0, 1]."""
-    kh, kw = kernel.shape
-    linear = np.power(np.clip(sharp, 0, 1), GAMMA)
-    padded = np.pad(linear, ((kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)), mode="reflect")
-    blurred = fftconvolve(padded, kernel[::-1, ::-1, None], mode="valid", axes=(0, 1))
-    blurred = np.power(np.clip(blurred, 0, 1), 1 / GAMMA)
-    if noise_sigma > 0:
-        rng = rng or np.random.default_rng()
-        blurred = blurred + rng.normal(0.0, noise_sigma, blurred.shape)
-    return np.clip(blurred, 0, 1).astype(np.float32)
+# Frame averaging
 
 
 def stable_seed(name: str, seed: int = 0) -> int:
@@ -282,17 +214,12 @@ class DeblurDataset(Dataset):
                 blur, sharp = blur[y:y + h, x:x + w], sharp[y:y + h, x:x + w]
         else:
             blur_rng = rng or np.random.default_rng(stable_seed(pair.sharp.name, self.seed))
-            kernel, noise = self.blur_spec.sample(blur_rng)
-            if self.crop:
-                # Blur a margin around the crop too, so its borders see real neighbours rather than padding.
-                margin = kernel.shape[0] // 2
-                y, x, h, w = self._window(*sharp.shape[:2], self.crop, rng)
-                y0, x0 = max(0, y - margin), max(0, x - margin)
-                region = _to_float(sharp[y0:y + h + margin, x0:x + w + margin])
-                blurred = blur_image(region, kernel, noise, blur_rng)
-                blur, sharp = blurred[y - y0:y - y0 + h, x - x0:x - x0 + w], sharp[y:y + h, x:x + w]
-            else:
-                blur = blur_image(_to_float(sharp), kernel, noise, blur_rng)
+            degradation = self.blur_spec.sample(blur_rng)
+            generator = torch.Generator().manual_seed(int(blur_rng.integers(2 ** 62)))
+            image = torch.from_numpy(sharp).permute(2, 0, 1)  # uint8, no copy
+            y, x, h, w = self._window(*sharp.shape[:2], self.crop, rng) if self.crop else (0, 0, *sharp.shape[:2])
+            blur, sharp_crop = degrade_crop(image, degradation, y, x, h, w, generator)
+            blur, sharp = blur.permute(1, 2, 0).numpy(), sharp_crop.permute(1, 2, 0).numpy()
         if self.train:
             if rng.random() < 0.5:
                 blur, sharp = blur[:, ::-1], sharp[:, ::-1]

@@ -162,6 +162,9 @@ def model_card(config, evaluations: list[dict] | None = None, training: dict | N
         "residual": f"a small U-Net decoder (width {config.decoder_width}): 3x3 convolutions with skips from a "
                     "full-resolution CNN stem, ViT tokens entering at 1/16 scale, and a global residual "
                     "(output = input + predicted residual, identity at initialisation)",
+        "nafnet": f"a NAFNet-style U-Net decoder (width {config.decoder_width}): a pixel-unshuffle stem, gated and "
+                  "normalised NAF blocks at 1/2 to 1/8 scale, ViT tokens entering at 1/16 scale, and a global residual "
+                  "(output = input + predicted residual, identity at initialisation)",
     }[config.decoder]
     lines = [
         f"# {name}",
@@ -171,7 +174,9 @@ def model_card(config, evaluations: list[dict] | None = None, training: dict | N
         "the ViTDeblur project.",
         "",
         "## Architecture",
-        f"- Encoder: timm `{config.backbone}` ({'ImageNet-pretrained' if pretrained else 'trained from random init, not ImageNet-pretrained'}).",
+        f"- Encoder: timm `{config.backbone}`"
+        f"{f', its first {config.encoder_depth} transformer blocks' if config.encoder_depth else ''} "
+        f"({'ImageNet-pretrained' if pretrained else 'trained from random init, not ImageNet-pretrained'}).",
         f"- Decoder: {decoder_text}.",
         f"- Any input size: inputs are reflect-padded to a multiple of 16; large images run in {config.tile_size}px "
         f"tiles with {config.tile_overlap}px feathered overlaps.",
@@ -188,7 +193,8 @@ def model_card(config, evaluations: list[dict] | None = None, training: dict | N
         lines += ["## Training", ""]
         facts = [("recipe", "recipe"), ("loss", "loss"), ("optimizer", "optimizer"), ("learning rate", "lr"),
                  ("schedule", "schedule"), ("batch size", "batch_size"), ("crop", "crop"), ("steps", "steps"),
-                 ("data", "data"), ("started from", "init"), ("hardware", "hardware"),
+                 ("EMA decay", "ema_decay"), ("data", "data"), ("validation (never trained on)", "val_data"),
+                 ("started from", "init"), ("hardware", "hardware"),
                  ("training time (minutes)", "minutes")]
         for label, key in facts:
             value = training.get(key)

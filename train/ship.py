@@ -26,7 +26,8 @@ from vitdeblur.app_logic import EXAMPLES_DIR, list_examples
 from vitdeblur.data import load_dataset
 from vitdeblur.evaluate import evaluate, save_grid
 from vitdeblur.hub import SHIPPED_DIR, load_model, model_card, save_checkpoint
-from vitdeblur.inference import deblur_array, load_image
+from vitdeblur.images import load_image
+from vitdeblur.inference import deblur_array
 
 
 def named_paths(items: list[str], flag: str) -> dict[str, Path]:

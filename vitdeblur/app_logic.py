@@ -24,7 +24,8 @@ from PIL import Image
 
 from vitdeblur.evaluate import psnr, ssim
 from vitdeblur.hub import PROJECT_ROOT, VARIANTS, load_model
-from vitdeblur.inference import LoadedImage, deblur_array, limit_megapixels, load_image, resolve_device, to_pil
+from vitdeblur.images import LoadedImage, limit_megapixels, load_image, to_pil
+from vitdeblur.inference import deblur_array, resolve_device
 
 CHOICES = (*VARIANTS, "both")  # the values of the app's variant setting and of its API
 EXAMPLES_DIR = PROJECT_ROOT / "examples"

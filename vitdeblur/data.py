@@ -20,7 +20,7 @@ from PIL import Image
 from scipy.signal import fftconvolve
 from torch.utils.data import Dataset
 
-from vitdeblur.inference import load_image, to_uint8
+from vitdeblur.images import load_image, to_uint8
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 LAYOUTS = ("auto", "kaggle", "gopro", "pairs", "sharp")

@@ -11,7 +11,8 @@ from PIL import Image, ImageDraw
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from vitdeblur.data import DeblurDataset
-from vitdeblur.inference import deblur_array, to_uint8
+from vitdeblur.images import to_uint8
+from vitdeblur.inference import deblur_array
 
 
 def psnr(result: np.ndarray, reference: np.ndarray) -> float:

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vitdeblur.app_logic import EXAMPLES_DIR, list_examples
 from vitdeblur.data import load_dataset
 from vitdeblur.evaluate import evaluate, save_grid
+from vitdeblur.examples import EXAMPLES_DIR, list_examples
 from vitdeblur.hub import SHIPPED_DIR, load_model, model_card, save_checkpoint
 from vitdeblur.images import load_image
 from vitdeblur.inference import deblur_array

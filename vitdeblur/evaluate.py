@@ -14,6 +14,9 @@ from vitdeblur.data import DeblurDataset
 from vitdeblur.images import to_uint8
 from vitdeblur.inference import deblur_array
 
+METRIC_DEFINITION = ("PSNR and SSIM from scikit-image on RGB in [0, 1] (data_range=1, SSIM with channel_axis and "
+                     "its default 7x7 uniform window), at full image resolution, no border crop, averaged over images")
+
 
 def psnr(result: np.ndarray, reference: np.ndarray) -> float:
     """PSNR in dB of float RGB (H, W, 3) in [0, 1]: data_range=1, no border crop."""

@@ -32,7 +32,7 @@ from train.device_data import DeviceBatches
 from train.recipes import RECIPES, Recipe
 from vitdeblur.data import LAYOUTS, load_dataset
 from vitdeblur.evaluate import psnr
-from vitdeblur.hub import load_model, model_card, save_checkpoint
+from vitdeblur.hub import load_model, save_checkpoint
 from vitdeblur.inference import resolve_device
 from vitdeblur.model import ViTDeblur, ViTDeblurConfig
 
@@ -346,10 +346,10 @@ def main(argv=None) -> None:
               flush=True)
         facts.update(steps=step, epochs_done=epoch, minutes=round(minutes, 1))
         (out / "train_config.json").write_text(json.dumps(facts, indent=2))
-        save_checkpoint(model, out / "last", card=model_card(model.config, training=facts))
+        save_checkpoint(model, out / "last", training=facts)
         if row["val_psnr"] > best_psnr:
             best_psnr = row["val_psnr"]
-            save_checkpoint(model, out / "best", card=model_card(model.config, training=facts))
+            save_checkpoint(model, out / "best", training=facts)
         atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                            "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch,
                            "best_psnr": best_psnr, "minutes": minutes}, state_path)

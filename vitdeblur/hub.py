@@ -10,6 +10,8 @@ import contextlib
 import copy
 import dataclasses
 import os
+import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 import httpx2
@@ -84,15 +86,18 @@ def save_weights(model: torch.nn.Module, folder: str | os.PathLike, max_shard_si
     save_torch_state_dict(model.state_dict(), folder, max_shard_size=max_shard_size)
 
 
-def save_checkpoint(model, folder: str | os.PathLike, half: bool = False, card: ModelCard | None = None) -> Path:
-    """Write the Hub folder: config.json, safetensors weights (fp16 with half=True) and a model card."""
+def save_checkpoint(model, folder: str | os.PathLike, half: bool = False, training: dict | None = None,
+                    evaluations: list[dict] | None = None, files: Iterable[str | os.PathLike] = ()) -> Path:
+    """Write a checkpoint folder, ready to ship or upload: config.json, safetensors weights (fp16 with half=True),
+    the model card made from the run's `training` facts and `evaluations` (see model_card), and copies of `files`
+    (train_config.json, metrics, loss curves...)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "README.md").unlink(missing_ok=True)  # the mixin never overwrites a card; we always want a fresh one
     to_save = copy.deepcopy(model).half() if half else model
     to_save.save_pretrained(folder)
-    if card is not None:
-        card.save(folder / "README.md")
+    model_card(model.config, evaluations, training).save(folder / "README.md")  # the mixin keeps an old card
+    for f in files:
+        shutil.copy2(f, folder / Path(f).name)
     return folder
 
 

@@ -18,6 +18,7 @@ import math
 import os
 import platform
 import time
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from train.device_data import DeviceBatches
-from train.recipes import RECIPES, Recipe
+from train.recipes import CHOICES, RECIPES, Recipe
 from vitdeblur.data import LAYOUTS, load_dataset
 from vitdeblur.evaluate import psnr
 from vitdeblur.hub import load_model, save_checkpoint
@@ -37,6 +38,8 @@ from vitdeblur.inference import resolve_device
 from vitdeblur.model import ViTDeblur, ViTDeblurConfig
 
 LOG_FIELDS = ["epoch", "step", "lr", "train_loss", "val_loss", "val_psnr", "val_psnr_blurred", "minutes"]
+# The recipe fields that configure the model (backbone, decoder...): those it shares with ViTDeblurConfig.
+MODEL_FIELDS = [f.name for f in dataclasses.fields(ViTDeblurConfig) if f.name in Recipe.__dataclass_fields__]
 
 
 class TrainingDiverged(RuntimeError):
@@ -59,25 +62,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="hold the data in device memory and blur batches there (default: on with CUDA)")
     p.add_argument("--max-minutes", type=float, help="stop (and save) once training has run this long")
     p.add_argument("--seed", type=int, default=0)
-    # Recipe overrides.
-    p.add_argument("--backbone")
-    p.add_argument("--decoder", choices=("paper", "residual"))
-    p.add_argument("--decoder-width", type=int)
-    p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
-                   help="ImageNet weights for the encoder (needs the network)")
-    p.add_argument("--loss", choices=("l1", "mse", "charbonnier"))
-    p.add_argument("--edge-loss-weight", type=float)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--warmup-steps", type=int)
-    p.add_argument("--grad-clip", type=float)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--crop", type=int)
-    p.add_argument("--samples-per-epoch", type=int)
-    p.add_argument("--val-crop", type=int)
-    p.add_argument("--amp", choices=("auto", "bf16", "fp16", "none"))
+    overrides = p.add_argument_group("recipe overrides", "each replaces one field of the --recipe (train/recipes.py)")
+    types = typing.get_type_hints(Recipe)
+    for field in dataclasses.fields(Recipe):
+        if field.name == "name":
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        if types[field.name] is bool:
+            overrides.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            value_type = typing.get_args(types[field.name])[:1] or [types[field.name]]  # `int | None` takes an int
+            overrides.add_argument(flag, type=value_type[0], choices=CHOICES.get(field.name))
     return p.parse_args(argv)
 
 
@@ -163,8 +158,7 @@ def out_of_time(local_verdict: bool, device: torch.device, distributed: bool) ->
 def build_model(recipe: Recipe, init: str | None) -> ViTDeblur:
     if init:
         return load_model(init)
-    return ViTDeblur(ViTDeblurConfig(backbone=recipe.backbone, decoder=recipe.decoder,
-                                     decoder_width=recipe.decoder_width, pretrained=recipe.pretrained))
+    return ViTDeblur(ViTDeblurConfig(**{name: getattr(recipe, name) for name in MODEL_FIELDS}))
 
 
 @torch.no_grad()
@@ -271,9 +265,9 @@ def main(argv=None) -> None:
         total_steps = min(total_steps, recipe.max_steps)
 
     model = build_model(recipe, args.init).to(device)
-    if args.init:  # the checkpoint decides the architecture; record it
-        recipe = dataclasses.replace(recipe, backbone=model.config.backbone, decoder=model.config.decoder,
-                                     decoder_width=model.config.decoder_width)
+    if args.init:  # the checkpoint decides the architecture; record it (a loaded config always says pretrained=False)
+        recipe = dataclasses.replace(recipe, **{name: getattr(model.config, name) for name in MODEL_FIELDS
+                                                if name != "pretrained"})
     optimizer = make_optimizer(recipe, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(recipe, step, steps_per_epoch, total_steps))

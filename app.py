@@ -26,7 +26,7 @@ import logging
 import gradio as gr
 import torch
 
-from vitdeblur import CheckpointError, ImageError, app_logic
+from vitdeblur import CheckpointError, ImageError, app_logic, examples
 
 try:  # ZeroGPU Spaces: the decorated function gets a GPU for the duration of each call
     import spaces
@@ -49,7 +49,7 @@ if spaces is not None:  # on Spaces load at startup (ZeroGPU runs each call in a
             log.warning("%s", e)
 DEVICE_KIND = "cuda" if MODELS.device.startswith("cuda") else "cpu"
 DEFAULT_MAX_MEGAPIXELS = app_logic.DEFAULT_MAX_MEGAPIXELS[DEVICE_KIND]
-EXAMPLES = app_logic.list_examples()
+EXAMPLES = examples.list_examples()
 PANEL_HEIGHT = 340
 
 
@@ -155,7 +155,7 @@ with gr.Blocks(title="ViTDeblur", delete_cache=(3600, 3600)) as demo:
 
 demo.queue(default_concurrency_limit=1, max_size=16)  # one deblur at a time: each uses every core (or the GPU)
 
-LAUNCH_OPTIONS = dict(allowed_paths=[str(app_logic.EXAMPLES_DIR)])
+LAUNCH_OPTIONS = dict(allowed_paths=[str(examples.EXAMPLES_DIR)])
 
 if __name__ == "__main__":
     demo.launch(**LAUNCH_OPTIONS)

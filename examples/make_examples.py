@@ -18,7 +18,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from vitdeblur.data import blur_image, defocus_kernel, motion_kernel
-from vitdeblur.inference import to_uint8
+from vitdeblur.images import to_uint8
 
 EXAMPLES_DIR = Path(__file__).resolve().parent
 MAX_SIDE = 640  # keeps the committed PNGs small and every example under the app's default megapixel limit

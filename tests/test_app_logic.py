@@ -10,6 +10,7 @@ from PIL import Image
 
 from vitdeblur import CheckpointError, ImageError, app_logic, load_image
 from vitdeblur.evaluate import psnr
+from vitdeblur.examples import find_example, list_examples
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ def test_checkpoint_spec_reads_the_environment(monkeypatch):
 
 
 def test_shipped_examples_have_ground_truth_and_attribution():
-    examples = app_logic.list_examples()
+    examples = list_examples()
     with_truth = [e for e in examples if e.sharp]
     assert len(with_truth) >= 6
     assert any(e.sharp is None for e in examples)  # at least one real-blur photo
@@ -75,8 +76,8 @@ def test_find_example_matches_content_not_path(examples_dir, tmp_path):
     copy = tmp_path / "upload" / "whatever.png"
     copy.parent.mkdir()
     shutil.copyfile(examples_dir / "pair" / "blurred.png", copy)
-    assert app_logic.find_example(copy, examples_dir).name == "pair"
-    assert app_logic.find_example(examples_dir / "pair" / "sharp.png", examples_dir) is None
+    assert find_example(copy, examples_dir).name == "pair"
+    assert find_example(examples_dir / "pair" / "sharp.png", examples_dir) is None
 
 
 def test_both_variants_with_ground_truth(models, examples_dir, tmp_path):

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from conftest import exif_rotated_jpeg, photo, png_claiming, rgba_png, tiny_model
 from PIL import Image
 
-from vitdeblur.inference import ImageError, deblur_array, deblur_image, load_image
+from vitdeblur.images import ImageError, load_image
+from vitdeblur.inference import deblur_array, deblur_image
 
 
 class Identity(torch.nn.Module):

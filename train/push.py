@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -20,8 +19,9 @@ import httpx2
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
+from safetensors import safe_open
 
-from vitdeblur.hub import CheckpointError, load_model, model_card
+from vitdeblur.hub import CheckpointError, load_model, save_checkpoint
 
 EXTRA_PATTERNS = ("train_config.json", "metrics*.json", "loss_curve.png", "grid*.png")
 
@@ -39,7 +39,7 @@ def checkpoint_folder(run: Path, which: str) -> Path:
 
 
 def stage(run: str | Path, dest: str | Path, which: str = "best") -> Path:
-    """Write the folder to upload: checkpoint files, run artefacts and a fresh model card."""
+    """Write the folder to upload: the checkpoint, run artefacts and a fresh model card."""
     run, dest = Path(run), Path(dest)
     checkpoint = checkpoint_folder(run, which)
     model = load_model(checkpoint)  # refuses a broken checkpoint before anything is uploaded
@@ -49,20 +49,18 @@ def stage(run: str | Path, dest: str | Path, which: str = "best") -> Path:
                         f"{checkpoint} --data DATA --json {run}/metrics.json --grid {run}/grid.png")
     if dest.exists() and any(dest.iterdir()):
         raise PushError(f"{dest}: exists and is not empty")
-    dest.mkdir(parents=True, exist_ok=True)
-    for f in checkpoint.iterdir():
-        if f.suffix in (".json", ".safetensors"):
-            shutil.copy2(f, dest / f.name)
-    for pattern in EXTRA_PATTERNS:
-        for f in run.glob(pattern):
-            shutil.copy2(f, dest / f.name)
     evaluations = [json.loads(f.read_text()) for f in metric_files]
-    for ev in evaluations:
-        ev.pop("images", None)  # per-image rows stay in the JSON files, not in the card
     training_file = run / "train_config.json"
     training = json.loads(training_file.read_text()) if training_file.exists() else None
-    model_card(model.config, evaluations, training).save(dest / "README.md")
-    return dest
+    extras = [f for pattern in EXTRA_PATTERNS for f in run.glob(pattern)]
+    return save_checkpoint(model, dest, half=saved_in_half(checkpoint), training=training, evaluations=evaluations,
+                           files=extras)
+
+
+def saved_in_half(checkpoint: Path) -> bool:
+    """Whether the weights are stored in fp16 (as the shipped checkpoints are), so that the upload keeps them so."""
+    with safe_open(next(checkpoint.glob("*.safetensors")), "pt") as f:
+        return f.get_slice(next(iter(f.keys()))).get_dtype() == "F16"
 
 
 def push(folder: Path, repo_id: str, private: bool) -> str:

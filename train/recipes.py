@@ -1,9 +1,16 @@
-"""Training recipes: one dataclass, four named instances. Command-line flags override fields; the resolved recipe is
-written beside every checkpoint (train_config.json)."""
+"""Training recipes: one dataclass, four named instances. Every field is also a command-line flag that overrides it;
+the resolved recipe is written beside every checkpoint (train_config.json)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from vitdeblur.model import DECODERS
+
+LOSSES = ("l1", "mse", "charbonnier")
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("cosine", "step")
+AMP = ("auto", "bf16", "fp16", "none")
 
 
 @dataclass
@@ -37,6 +44,14 @@ class Recipe:
     samples_per_epoch: int | None = None  # crops per epoch; None = one crop per training image
     val_crop: int = 256  # validation runs on centre crops of this size each epoch (evaluate uses full images)
     amp: str = "auto"  # auto (bf16 where supported) | bf16 | fp16 | none
+
+    def __post_init__(self):
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+
+CHOICES = {"decoder": DECODERS, "loss": LOSSES, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "amp": AMP}
 
 
 RECIPES = {

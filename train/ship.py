@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vitdeblur.app_logic import EXAMPLES_DIR, list_examples
 from vitdeblur.data import load_dataset
 from vitdeblur.evaluate import evaluate, save_grid
-from vitdeblur.hub import SHIPPED_DIR, load_model, model_card, save_checkpoint
-from vitdeblur.inference import deblur_array, load_image
+from vitdeblur.examples import EXAMPLES_DIR, list_examples
+from vitdeblur.hub import SHIPPED_DIR, load_model, save_checkpoint
+from vitdeblur.images import load_image
+from vitdeblur.inference import deblur_array
 
 
 def named_paths(items: list[str], flag: str) -> dict[str, Path]:
@@ -103,9 +104,8 @@ def main(argv=None) -> None:
         training["name"] = f"vitdeblur-{name}"
         target, staging = SHIPPED_DIR / name, SHIPPED_DIR / f".{name}.new"
         shutil.rmtree(staging, ignore_errors=True)
-        save_checkpoint(model, staging, half=True, card=model_card(model.config, evaluations[name], training))
-        for f in [run / "train_config.json", run / "loss_curve.png", *run.glob("metrics-*.json")]:
-            shutil.copy2(f, staging / f.name)
+        save_checkpoint(model, staging, half=True, training=training, evaluations=evaluations[name],
+                        files=[run / "train_config.json", run / "loss_curve.png", *run.glob("metrics-*.json")])
         load_model(staging)  # the new folder loads before it replaces the old one
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)

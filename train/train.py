@@ -18,7 +18,9 @@ import math
 import os
 import platform
 import time
+import typing
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -30,14 +32,16 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from train.device_data import DeviceBatches
-from train.recipes import RECIPES, Recipe
+from train.recipes import CHOICES, RECIPES, Recipe
 from vitdeblur.data import LAYOUTS, load_dataset
 from vitdeblur.evaluate import psnr
-from vitdeblur.hub import load_model, model_card, save_checkpoint
+from vitdeblur.hub import load_model, save_checkpoint
 from vitdeblur.inference import resolve_device
-from vitdeblur.model import DECODERS, ViTDeblur, ViTDeblurConfig
+from vitdeblur.model import ViTDeblur, ViTDeblurConfig
 
 LOG_FIELDS = ["epoch", "step", "lr", "train_loss", "val_loss", "val_psnr", "val_psnr_blurred", "minutes"]
+# The recipe fields that configure the model (backbone, decoder...): those it shares with ViTDeblurConfig.
+MODEL_FIELDS = [f.name for f in dataclasses.fields(ViTDeblurConfig) if f.name in Recipe.__dataclass_fields__]
 
 
 class TrainingDiverged(RuntimeError):
@@ -64,28 +68,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="hold the data in device memory and blur batches there (default: on with CUDA)")
     p.add_argument("--max-minutes", type=float, help="stop (and save) once training has run this long")
     p.add_argument("--seed", type=int, default=0)
-    # Recipe overrides.
-    p.add_argument("--backbone")
-    p.add_argument("--decoder", choices=DECODERS)
-    p.add_argument("--decoder-width", type=int)
-    p.add_argument("--encoder-depth", type=int)
-    p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
-                   help="ImageNet weights for the encoder (needs the network)")
-    p.add_argument("--loss", choices=("l1", "mse", "charbonnier"))
-    p.add_argument("--edge-loss-weight", type=float)
-    p.add_argument("--fft-loss-weight", type=float)
-    p.add_argument("--ema-decay", type=float)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--warmup-steps", type=int)
-    p.add_argument("--grad-clip", type=float)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--crop", type=int)
-    p.add_argument("--samples-per-epoch", type=int)
-    p.add_argument("--val-crop", type=int)
-    p.add_argument("--amp", choices=("auto", "bf16", "fp16", "none"))
+    overrides = p.add_argument_group("recipe overrides", "each replaces one field of the --recipe (train/recipes.py)")
+    types = typing.get_type_hints(Recipe)
+    for field in dataclasses.fields(Recipe):
+        if field.name == "name":
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        if types[field.name] is bool:
+            overrides.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            value_type = typing.get_args(types[field.name])[:1] or [types[field.name]]  # `int | None` takes an int
+            overrides.add_argument(flag, type=value_type[0], choices=CHOICES.get(field.name))
     return p.parse_args(argv)
 
 
@@ -174,9 +167,7 @@ def out_of_time(local_verdict: bool, device: torch.device, distributed: bool) ->
 def build_model(recipe: Recipe, init: str | None) -> ViTDeblur:
     if init:
         return load_model(init)
-    return ViTDeblur(ViTDeblurConfig(backbone=recipe.backbone, decoder=recipe.decoder,
-                                     decoder_width=recipe.decoder_width, encoder_depth=recipe.encoder_depth,
-                                     pretrained=recipe.pretrained))
+    return ViTDeblur(ViTDeblurConfig(**{name: getattr(recipe, name) for name in MODEL_FIELDS}))
 
 
 @torch.no_grad()
@@ -211,6 +202,10 @@ def validation_sets(args: argparse.Namespace, recipe: Recipe) -> tuple[list, lis
     sets += [load_dataset(d, "all", train=False, layout=args.layout, crop=recipe.val_crop) for d in args.val_data]
     names = [f"val_{Path(d).name}" for d in args.data] + [f"heldout_{Path(d).name}" for d in args.val_data]
     return sets, names
+
+
+def log_fields(val_names: list[str]) -> list[str]:
+    return LOG_FIELDS + [f"{name}{suffix}" for name in val_names for suffix in ("_psnr", "_psnr_blurred")]
 
 
 def plot_curves(log_path: Path, png_path: Path) -> None:
@@ -255,20 +250,149 @@ def atomic_torch_save(obj, path: Path) -> None:
     os.replace(tmp, path)  # an interrupted save never leaves a half-written state behind
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    recipe = resolve_recipe(args)
-    distributed = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
-    if distributed:
+@dataclasses.dataclass
+class Progress:
+    """Where a run stands; saved in train_state.pt beside the model, optimiser and scheduler states."""
+
+    step: int = 0
+    epoch: int = 0
+    best_psnr: float = -math.inf
+    minutes: float = 0.0
+
+
+def setup_distributed() -> tuple[int, int, bool]:
+    """(rank, local rank, distributed): one process per GPU under torchrun, else a single process."""
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        rank, local_rank = dist.get_rank(), int(os.environ.get("LOCAL_RANK", 0))
-    else:
-        rank, local_rank = 0, 0
-    device = resolve_device(args.device)
+        return dist.get_rank(), int(os.environ.get("LOCAL_RANK", 0)), True
+    return 0, 0, False
+
+
+def training_device(name: str, local_rank: int) -> torch.device:
+    device = resolve_device(name)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)  # one GPU per process under torchrun
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    return device
+
+
+def build_loader(args, recipe: Recipe, train_sets: list, device: torch.device, device_data: bool, rank: int,
+                 distributed: bool):
+    """One epoch of training batches, each process drawing its share: blurred on the device (DeviceBatches) or read
+    by a DataLoader."""
+    train_set = ConcatDataset(train_sets)
+    world_size = dist.get_world_size() if distributed else 1
+    if device_data:
+        steps = (recipe.samples_per_epoch or len(train_set)) // world_size // recipe.batch_size
+        return DeviceBatches(train_sets, recipe.batch_size, recipe.crop, steps, device, seed=args.seed + rank)
+    if recipe.samples_per_epoch:  # random crops with replacement
+        sampler = RandomSampler(train_set, replacement=True, num_samples=recipe.samples_per_epoch // world_size,
+                                generator=torch.Generator().manual_seed(args.seed + rank))
+    elif distributed:  # every image once per epoch, split across processes
+        sampler = DistributedSampler(train_set, shuffle=True, seed=args.seed)
+    else:
+        sampler = RandomSampler(train_set)
+    workers = args.workers if args.workers is not None else (4 if device.type == "cuda" else 0)
+    return DataLoader(train_set, batch_size=recipe.batch_size, sampler=sampler, num_workers=workers,
+                      drop_last=True, pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+
+
+def restore_state(out: Path, resume: bool, model, ema, optimizer, scheduler, device, main_process: bool,
+                  fields: list[str]) -> Progress:
+    """A fresh start, or the saved state of the run in `out` with --resume; never overwrites a run by accident."""
+    state_path = out / "train_state.pt"
+    if not resume:
+        if state_path.exists():
+            raise SystemExit(f"error: {out} already holds a run; add --resume to continue it, or choose another --out")
+        return Progress()
+    if not state_path.exists():
+        raise SystemExit(f"error: --resume given but {state_path} does not exist")
+    state = torch.load(state_path, map_location=device, weights_only=True)
+    model.load_state_dict(state["model"])
+    if ema:
+        ema.load_state_dict(state["ema"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    progress = Progress(**{f.name: state[f.name] for f in dataclasses.fields(Progress)})
+    if main_process:
+        trim_log(out / "log.csv", progress.epoch, fields)
+        print(f"resumed from {state_path}: epoch {progress.epoch}, step {progress.step}")
+    return progress
+
+
+def trim_log(log_path: Path, epoch: int, fields: list[str]) -> None:
+    """Drop the rows logged after the saved state, if any."""
+    if not log_path.exists():
+        return
+    with open(log_path) as f:
+        rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= epoch]
+    with open(log_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def run_epoch(model, ema, loader, optimizer, scheduler, scaler, recipe: Recipe, dtype, progress: Progress,
+              last_step: int, time_is_up: Callable[[], bool], show_bar: bool) -> tuple[float, bool]:
+    """Train through the loader, stopping early at `last_step` or when time is up; returns the mean loss and whether
+    time ran out."""
+    device = next(model.parameters()).device
+    running, count = 0.0, 0
+    bar = tqdm(loader, desc=f"epoch {progress.epoch + 1}/{recipe.epochs}", disable=not show_bar, leave=False)
+    for blur, sharp in bar:
+        blur = blur.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        sharp = sharp.to(device, non_blocking=True)
+        loss = train_step(model, optimizer, recipe, blur, sharp, dtype, scaler)
+        if ema:
+            ema.update_parameters(model)
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"loss became {loss} at step {progress.step} (epoch {progress.epoch + 1}); lower "
+                                   f"--lr or set --grad-clip, then --resume from the last good epoch")
+        scheduler.step()
+        progress.step += 1
+        running, count = running + loss, count + 1
+        bar.set_postfix(loss=f"{running / count:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+        if time_is_up():
+            return running / count, True
+        if progress.step >= last_step:
+            break
+    return running / max(1, count), False
+
+
+def log_epoch(out: Path, row: dict, fields: list[str]) -> None:
+    new_log = not (out / "log.csv").exists()
+    with open(out / "log.csv", "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        if new_log:
+            writer.writeheader()
+        writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
+    print(f"epoch {row['epoch']} step {row['step']}: train {row['train_loss']:.4f} val {row['val_loss']:.4f} "
+          f"val PSNR {row['val_psnr']:.2f} dB (blurred {row['val_psnr_blurred']:.2f}) [{row['minutes']:.1f} min]",
+          flush=True)
+
+
+def save_run(out: Path, model, ema, optimizer, scheduler, progress: Progress, facts: dict, val_psnr: float) -> None:
+    """After an epoch: the run facts, last/ (and best/ on a new best val PSNR; the EMA weights where there are
+    any), the resumable state, the curves."""
+    facts.update(steps=progress.step, epochs_done=progress.epoch, minutes=round(progress.minutes, 1))
+    (out / "train_config.json").write_text(json.dumps(facts, indent=2))
+    weights = ema.module if ema else model
+    save_checkpoint(weights, out / "last", training=facts)
+    if val_psnr > progress.best_psnr:
+        progress.best_psnr = val_psnr
+        save_checkpoint(weights, out / "best", training=facts)
+    atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                       "scheduler": scheduler.state_dict(), **({"ema": ema.state_dict()} if ema else {}),
+                       **dataclasses.asdict(progress)}, out / "train_state.pt")
+    plot_curves(out / "log.csv", out / "loss_curve.png")
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    recipe = resolve_recipe(args)
+    rank, local_rank, distributed = setup_distributed()
+    device = training_device(args.device, local_rank)
     main_process = rank == 0
     torch.manual_seed(args.seed + rank)
     out = Path(args.out)
@@ -276,128 +400,61 @@ def main(argv=None) -> None:
 
     train_sets = [load_dataset(d, "train", train=True, layout=args.layout, crop=recipe.crop) for d in args.data]
     val_sets, val_names = validation_sets(args, recipe)
-    log_fields = LOG_FIELDS + [f"{name}{suffix}" for name in val_names for suffix in ("_psnr", "_psnr_blurred")]
-    train_set = ConcatDataset(train_sets)
-    world_size = dist.get_world_size() if distributed else 1
+    fields = log_fields(val_names)
     device_data = args.device_data if args.device_data is not None else device.type == "cuda"
-    if device_data:
-        steps = (recipe.samples_per_epoch or len(train_set)) // world_size // recipe.batch_size
-        loader = sampler = DeviceBatches(train_sets, recipe.batch_size, recipe.crop, steps, device,
-                                         seed=args.seed + rank)
-    elif recipe.samples_per_epoch:  # random crops with replacement; each process draws its share
-        sampler = RandomSampler(train_set, replacement=True, num_samples=recipe.samples_per_epoch // world_size,
-                                generator=torch.Generator().manual_seed(args.seed + rank))
-    elif distributed:  # every image once per epoch, split across processes
-        sampler = DistributedSampler(train_set, shuffle=True, seed=args.seed)
-    else:
-        sampler = RandomSampler(train_set)
-    if not device_data:
-        workers = args.workers if args.workers is not None else (4 if device.type == "cuda" else 0)
-        loader = DataLoader(train_set, batch_size=recipe.batch_size, sampler=sampler, num_workers=workers,
-                            drop_last=True, pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+    loader = build_loader(args, recipe, train_sets, device, device_data, rank, distributed)
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
         raise SystemExit(f"error: fewer training samples per process than one batch of {recipe.batch_size}")
-    total_steps = recipe.epochs * steps_per_epoch
-    if recipe.max_steps:
-        total_steps = min(total_steps, recipe.max_steps)
+    total_steps = min(recipe.epochs * steps_per_epoch, recipe.max_steps or math.inf)
 
     # channels-last: faster convolutions on CPU (oneDNN) and on CUDA tensor cores
     model = build_model(recipe, args.init).to(device, memory_format=torch.channels_last)
-    if args.init:  # the checkpoint decides the architecture; record it
-        recipe = dataclasses.replace(recipe, backbone=model.config.backbone, decoder=model.config.decoder,
-                                     decoder_width=model.config.decoder_width,
-                                     encoder_depth=model.config.encoder_depth)
+    if args.init:  # the checkpoint decides the architecture; record it (a loaded config always says pretrained=False)
+        recipe = dataclasses.replace(recipe, **{name: getattr(model.config, name) for name in MODEL_FIELDS
+                                                if name != "pretrained"})
     # The EMA of the weights is what gets validated and saved: it averages out the last steps' noise.
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True) \
         if recipe.ema_decay else None
-    eval_model = ema.module if ema else model
     optimizer = make_optimizer(recipe, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(recipe, step, steps_per_epoch, total_steps))
     dtype = amp_dtype(recipe, device)
     scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
+    progress = restore_state(out, args.resume, model, ema, optimizer, scheduler, device, main_process, fields)
 
-    step, epoch, best_psnr, minutes_before = 0, 0, -math.inf, 0.0
-    state_path = out / "train_state.pt"
-    if args.resume:
-        if not state_path.exists():
-            raise SystemExit(f"error: --resume given but {state_path} does not exist")
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        if ema:
-            ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, epoch, best_psnr, minutes_before = state["step"], state["epoch"], state["best_psnr"], state["minutes"]
-        if main_process and (out / "log.csv").exists():  # drop rows logged after the saved state, if any
-            with open(out / "log.csv") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= epoch]
-            with open(out / "log.csv", "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=log_fields)
-                writer.writeheader()
-                writer.writerows(rows)
-        if main_process:
-            print(f"resumed from {state_path}: epoch {epoch}, step {step}")
-    elif state_path.exists():
-        raise SystemExit(f"error: {out} already holds a run; add --resume to continue it, or choose another --out")
-
-    train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None) if distributed else model
+    train_model = model
+    if distributed:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[local_rank] if device.type == "cuda" else None)
     facts = {**dataclasses.asdict(recipe), "data": [str(d) for d in args.data],
              "val_data": [str(d) for d in args.val_data], "init": args.init,
              "hardware": hardware(device), "amp_dtype": str(dtype).replace("torch.", "") if dtype else "none",
-             "train_images": len(train_set), "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
-             "device_data": device_data}
-    started = time.time()
+             "train_images": sum(len(s) for s in train_sets), "steps_per_epoch": steps_per_epoch,
+             "total_steps": total_steps, "device_data": device_data}
+    started, minutes_before = time.time(), progress.minutes
+
+    def time_is_up() -> bool:  # checked after every step
+        minutes = minutes_before + (time.time() - started) / 60
+        return bool(args.max_minutes) and out_of_time(minutes > args.max_minutes, device, distributed)
+
     model.train()
-    while epoch < recipe.epochs and step < total_steps:
-        if isinstance(sampler, DistributedSampler):
-            sampler.set_epoch(epoch)
-        running, count = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{recipe.epochs}", disable=not main_process, leave=False)
-        for blur, sharp in bar:
-            blur = blur.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            sharp = sharp.to(device, non_blocking=True)
-            loss = train_step(train_model, optimizer, recipe, blur, sharp, dtype, scaler)
-            if ema:
-                ema.update_parameters(model)
-            if not math.isfinite(loss):
-                raise TrainingDiverged(f"loss became {loss} at step {step} (epoch {epoch + 1}); lower --lr or "
-                                       f"set --grad-clip, then --resume from the last good epoch")
-            scheduler.step()
-            step += 1
-            running, count = running + loss, count + 1
-            bar.set_postfix(loss=f"{running / count:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-            if args.max_minutes and out_of_time(minutes_before + (time.time() - started) / 60 > args.max_minutes,
-                                                device, distributed):
-                total_steps = step  # end here, saving as after any epoch
-            if step >= total_steps:
-                break
-        epoch += 1
+    while progress.epoch < recipe.epochs and progress.step < total_steps:
+        if isinstance(getattr(loader, "sampler", None), DistributedSampler):
+            loader.sampler.set_epoch(progress.epoch)
+        train_loss, stopped = run_epoch(train_model, ema, loader, optimizer, scheduler, scaler, recipe, dtype, progress,
+                                        total_steps, time_is_up, show_bar=main_process)
+        if stopped:
+            total_steps = progress.step  # end here, saving as after any epoch
+        progress.epoch += 1
         if not main_process:
             continue
-        minutes = minutes_before + (time.time() - started) / 60
-        row = {"epoch": epoch, "step": step, "lr": scheduler.get_last_lr()[0], "train_loss": running / max(1, count),
-               **validate(eval_model, val_sets, recipe, device, dtype, val_names), "minutes": minutes}
-        new_log = not (out / "log.csv").exists()
-        with open(out / "log.csv", "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=log_fields)
-            if new_log:
-                writer.writeheader()
-            writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
-        print(f"epoch {epoch} step {step}: train {row['train_loss']:.4f} val {row['val_loss']:.4f} "
-              f"val PSNR {row['val_psnr']:.2f} dB (blurred {row['val_psnr_blurred']:.2f}) [{minutes:.1f} min]",
-              flush=True)
-        facts.update(steps=step, epochs_done=epoch, minutes=round(minutes, 1))
-        (out / "train_config.json").write_text(json.dumps(facts, indent=2))
-        save_checkpoint(eval_model, out / "last", card=model_card(model.config, training=facts))
-        if row["val_psnr"] > best_psnr:
-            best_psnr = row["val_psnr"]
-            save_checkpoint(eval_model, out / "best", card=model_card(model.config, training=facts))
-        atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                           **({"ema": ema.state_dict()} if ema else {}),
-                           "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch,
-                           "best_psnr": best_psnr, "minutes": minutes}, state_path)
-        plot_curves(out / "log.csv", out / "loss_curve.png")
+        progress.minutes = minutes_before + (time.time() - started) / 60
+        row = {"epoch": progress.epoch, "step": progress.step, "lr": scheduler.get_last_lr()[0],
+               "train_loss": train_loss, **validate(ema.module if ema else model, val_sets, recipe, device, dtype,
+                                                    val_names),
+               "minutes": progress.minutes}
+        log_epoch(out, row, fields)
+        save_run(out, model, ema, optimizer, scheduler, progress, facts, row["val_psnr"])
     if distributed:
         dist.destroy_process_group()

@@ -10,7 +10,8 @@ from pathlib import Path
 from vitdeblur.data import LAYOUTS, SPLITS, list_images, load_dataset, make_frame_pairs
 from vitdeblur.evaluate import evaluate, save_grid
 from vitdeblur.hub import CheckpointError, load_model
-from vitdeblur.inference import ImageError, deblur_image, resolve_device
+from vitdeblur.images import ImageError
+from vitdeblur.inference import deblur_image, resolve_device
 
 
 def cmd_evaluate(args) -> None:

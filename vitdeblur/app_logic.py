@@ -1,12 +1,11 @@
-"""What the Gradio app does, without any UI: choosing checkpoints and the device, loading models lazily, listing the
-examples and finding their ground truth, deblurring with one or both variants, and reporting PSNR/SSIM and timings.
+"""What the Gradio app does, without any UI: choosing checkpoints and the device, loading models lazily, deblurring
+with one or both variants, and reporting PSNR/SSIM (against an example's ground truth) and timings.
 
 ``app.py`` is a thin layer over this module, so everything here can be tested without a browser or a server.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -15,7 +14,6 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -23,11 +21,12 @@ import torch
 from PIL import Image
 
 from vitdeblur.evaluate import psnr, ssim
-from vitdeblur.hub import PROJECT_ROOT, VARIANTS, load_model
-from vitdeblur.inference import LoadedImage, deblur_array, limit_megapixels, load_image, resolve_device, to_pil
+from vitdeblur.examples import EXAMPLES_DIR, Example, find_example
+from vitdeblur.hub import VARIANTS, load_model
+from vitdeblur.images import LoadedImage, limit_megapixels, load_image, to_pil
+from vitdeblur.inference import deblur_array, resolve_device
 
 CHOICES = (*VARIANTS, "both")  # the values of the app's variant setting and of its API
-EXAMPLES_DIR = PROJECT_ROOT / "examples"
 # Processing is capped at this many megapixels by default; larger photos are downscaled first (Lanczos).
 # Measured on 2 idle CPU cores with the shipped checkpoints, a 12 MP JPEG with variant "both" took 6.6 s in all at
 # 1.5 MP (9.6 s at 2 MP), leaving room for Gradio's own work inside ~15 s. A GPU does 12 MP in seconds.
@@ -97,53 +96,6 @@ class Models:
             if variant not in self._models:
                 self._models[variant] = load_model(self.spec(variant), self.device)
             return self._models[variant]
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Examples
-
-
-@dataclass(frozen=True)
-class Example:
-    name: str
-    blurred: Path
-    sharp: Path | None  # the ground truth; None for real blur
-
-    @property
-    def label(self) -> str:
-        return self.name if self.sharp else f"{self.name} (no ground truth)"
-
-
-def list_examples(folder: str | Path = EXAMPLES_DIR) -> list[Example]:
-    """Every <folder>/<name>/blurred.png, with <name>/sharp.png as its ground truth when present."""
-    folder = Path(folder)
-    examples = []
-    for blurred in sorted(folder.glob("*/blurred.png")):
-        sharp = blurred.with_name("sharp.png")
-        examples.append(Example(blurred.parent.name, blurred, sharp if sharp.is_file() else None))
-    return examples
-
-
-def file_digest(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-@lru_cache(maxsize=8)
-def _examples_by_digest(folder: Path) -> dict[str, Example]:
-    return {file_digest(e.blurred): e for e in list_examples(folder)}
-
-
-def find_example(path: str | Path, folder: str | Path = EXAMPLES_DIR) -> Example | None:
-    """The example whose blurred file has exactly these bytes, wherever the copy lives (Gradio copies example files
-    into its cache, and API users upload their own copy): this is how an example's ground truth is found."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    return _examples_by_digest(Path(folder).resolve()).get(file_digest(path))
 
 
 # ----------------------------------------------------------------------------------------------------------------

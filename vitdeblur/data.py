@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from vitdeblur.inference import load_image, to_uint8
+from vitdeblur.images import load_image, to_uint8
 from vitdeblur.synthesis import GAMMA, BlurSpec, degrade_crop
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}

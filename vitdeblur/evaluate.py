@@ -11,7 +11,11 @@ from PIL import Image, ImageDraw
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from vitdeblur.data import DeblurDataset
-from vitdeblur.inference import deblur_array, to_uint8
+from vitdeblur.images import to_uint8
+from vitdeblur.inference import deblur_array
+
+METRIC_DEFINITION = ("PSNR and SSIM from scikit-image on RGB in [0, 1] (data_range=1, SSIM with channel_axis and "
+                     "its default 7x7 uniform window), at full image resolution, no border crop, averaged over images")
 
 
 def psnr(result: np.ndarray, reference: np.ndarray) -> float:

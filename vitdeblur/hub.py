@@ -10,6 +10,8 @@ import contextlib
 import copy
 import dataclasses
 import os
+import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 import httpx2
@@ -18,6 +20,7 @@ from huggingface_hub import (
     EvalResult,
     ModelCard,
     ModelCardData,
+    PyTorchModelHubMixin,
     load_torch_model,
     save_torch_state_dict,
     snapshot_download,
@@ -31,15 +34,14 @@ from huggingface_hub.errors import (
 )
 from safetensors import SafetensorError
 
-from vitdeblur.model import ViTDeblurConfig
+from vitdeblur.evaluate import METRIC_DEFINITION
+from vitdeblur.model import ViTDeblur, ViTDeblurConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_DIR = PROJECT_ROOT / "checkpoints"
 VARIANTS = ("adam", "sgd")
 MAX_SHARD_SIZE = "15MB"  # keeps every file under the 16 MiB that some transfers (and git hosts) accept comfortably
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-METRIC_DEFINITION = ("PSNR and SSIM from scikit-image on RGB in [0, 1] (data_range=1, SSIM with channel_axis and "
-                     "its default 7x7 uniform window), at full image resolution, no border crop, averaged over images")
 
 
 class CheckpointError(ValueError):
@@ -56,8 +58,6 @@ def resolve_checkpoint(spec: str | os.PathLike) -> str:
 
 def load_model(spec: str | os.PathLike, device: str | torch.device = "cpu", **kwargs):
     """Load a checkpoint folder, a Hub repo id or a shipped variant name, ready for inference on `device`."""
-    from vitdeblur.model import ViTDeblur
-
     return ViTDeblur.from_pretrained(resolve_checkpoint(spec), **kwargs).to(device).eval()
 
 
@@ -86,15 +86,18 @@ def save_weights(model: torch.nn.Module, folder: str | os.PathLike, max_shard_si
     save_torch_state_dict(model.state_dict(), folder, max_shard_size=max_shard_size)
 
 
-def save_checkpoint(model, folder: str | os.PathLike, half: bool = False, card: ModelCard | None = None) -> Path:
-    """Write the Hub folder: config.json, safetensors weights (fp16 with half=True) and a model card."""
+def save_checkpoint(model, folder: str | os.PathLike, half: bool = False, training: dict | None = None,
+                    evaluations: list[dict] | None = None, files: Iterable[str | os.PathLike] = ()) -> Path:
+    """Write a checkpoint folder, ready to ship or upload: config.json, safetensors weights (fp16 with half=True),
+    the model card made from the run's `training` facts and `evaluations` (see model_card), and copies of `files`
+    (train_config.json, metrics, loss curves...)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "README.md").unlink(missing_ok=True)  # the mixin never overwrites a card; we always want a fresh one
     to_save = copy.deepcopy(model).half() if half else model
     to_save.save_pretrained(folder)
-    if card is not None:
-        card.save(folder / "README.md")
+    model_card(model.config, evaluations, training).save(folder / "README.md")  # the mixin keeps an old card
+    for f in files:
+        shutil.copy2(f, folder / Path(f).name)
     return folder
 
 
@@ -104,7 +107,8 @@ def _weights_folder(model_id: str, **download_options) -> Path:
     return Path(snapshot_download(model_id, allow_patterns=["*.json", "*.safetensors", "*.md"], **download_options))
 
 
-def load_weights(cls, model_id: str, config: ViTDeblurConfig | dict | None, map_location: str = "cpu", **download_options):
+def load_weights(cls, model_id: str, config: ViTDeblurConfig | dict | None = None, map_location: str = "cpu",
+                 **download_options):
     """Build the model from its config and load the safetensors weights strictly (every key, every shape)."""
     folder = _weights_folder(model_id, **download_options)
     files = [p.name for p in folder.iterdir()] if folder.is_dir() else []
@@ -224,3 +228,21 @@ def model_card(config, evaluations: list[dict] | None = None, training: dict | N
         "",
     ]
     return ModelCard.from_template(card_data, template_str="---\n{{ card_data }}\n---\n\n" + "\n".join(lines))
+
+
+def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs):
+    """Load strictly from a checkpoint folder or a Hub repo id; failures raise CheckpointError."""
+    with clear_errors(str(pretrained_model_name_or_path)):
+        return PyTorchModelHubMixin.from_pretrained.__func__(cls, pretrained_model_name_or_path, **kwargs)
+
+
+def generate_model_card(model, *args, **kwargs) -> ModelCard:
+    return model_card(model.config)
+
+
+# The Hub mixin's hooks are set here rather than in the model class, so that the model never imports this module:
+# save_pretrained, from_pretrained and push_to_hub write and read the folder format above, with our model card.
+ViTDeblur._save_pretrained = save_weights
+ViTDeblur._from_pretrained = classmethod(load_weights)
+ViTDeblur.from_pretrained = classmethod(from_pretrained)
+ViTDeblur.generate_model_card = generate_model_card

@@ -219,11 +219,12 @@ class NAFDecoder(nn.Module):
         return image + F.pixel_shuffle(self.head(x), 2)
 
 
-class ViTDeblur(nn.Module, PyTorchModelHubMixin, library_name="vitdeblur"):  # the card: hub.model_card
+class ViTDeblur(nn.Module, PyTorchModelHubMixin, library_name="vitdeblur"):
     """Blurred RGB in [0, 1], shape (B, 3, H, W), any H and W -> restored RGB of the same shape (not clamped).
 
     Inputs whose sides are not multiples of the patch size are reflect-padded and the output cropped back.
-    Saving and loading (``save_pretrained`` / ``from_pretrained``) live in :mod:`vitdeblur.hub`.
+    ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` come from the Hub mixin; :mod:`vitdeblur.hub` sets the
+    checkpoint folder format they write and read, so this module knows nothing of checkpoints.
     """
 
     def __init__(self, config: ViTDeblurConfig):
@@ -268,32 +269,6 @@ class ViTDeblur(nn.Module, PyTorchModelHubMixin, library_name="vitdeblur"):  # t
             image = F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
         out = self.decoder(image, self.tokens(image))
         return out[..., :h, :w]
-
-    # Hub folder format (config.json + safetensors, possibly sharded); the logic lives in vitdeblur.hub.
-    def _save_pretrained(self, save_directory: Path) -> None:
-        from vitdeblur import hub
-
-        hub.save_weights(self, save_directory)
-
-    @classmethod
-    def _from_pretrained(cls, *, model_id: str, config: ViTDeblurConfig | None = None, map_location: str = "cpu",
-                         **download_options) -> "ViTDeblur":
-        from vitdeblur import hub
-
-        return hub.load_weights(cls, model_id, config, map_location, **download_options)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs) -> "ViTDeblur":
-        """Load strictly from a checkpoint folder or a Hub repo id; failures raise hub.CheckpointError."""
-        from vitdeblur import hub
-
-        with hub.clear_errors(str(pretrained_model_name_or_path)):
-            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-
-    def generate_model_card(self, *args, **kwargs):
-        from vitdeblur import hub
-
-        return hub.model_card(self.config)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+import torch
+from conftest import photo
+
+from train.blur_stats import main as blur_stats
+from vitdeblur.synthesis import BlurSpec, Degradation, degrade, degrade_crop, shake
+
+
+def image_tensor(name="astronaut", size=(96, 96)) -> torch.Tensor:
+    return torch.from_numpy(photo(name, size).astype(np.float32) / 255).permute(2, 0, 1)
+
+
+def poses(*rows) -> np.ndarray:
+    return np.array(rows, np.float32)  # (dy, dx, roll_px, zoom_px) per frame
+
+
+def test_shake_is_the_mean_of_the_shifted_frames():
+    image = image_tensor()
+    assert torch.allclose(shake(image, poses((0, 0, 0, 0)), (0, 0), (96, 96)), image, atol=1e-5)
+    two = shake(image, poses((0, 0, 0, 0), (0, 4, 0, 0)), (0, 0), (96, 96))
+    expected = (image + torch.roll(image, 4, dims=2)) / 2  # the scene moved 4 px right in the second frame
+    assert torch.allclose(two[:, :, 8:], expected[:, :, 8:], atol=1e-4)
+
+
+def test_roll_blurs_the_corners_more_than_the_centre():
+    from scipy.ndimage import gaussian_filter
+
+    texture = gaussian_filter(np.random.default_rng(0).random((160, 160)), 3)  # detail of the same scale everywhere
+    image = torch.from_numpy((texture - texture.min()) / np.ptp(texture)).float().expand(3, -1, -1)
+    rolled = shake(image, poses(*[(0, 0, r, 0) for r in np.linspace(-6, 6, 13)]), (0, 0), (160, 160))
+    change = (rolled - image).abs().mean(dim=0)
+    assert change[60:100, 60:100].mean() * 2 < change[:30, :30].mean()
+
+
+def test_a_crop_with_context_is_blurred_as_in_the_whole_photo():
+    image = image_tensor("coffee", (128, 160))
+    d = Degradation(kind="shake", extent=6, poses=poses((0, 0, 0, 0), (3, -2, 4, 0), (5, -4, 5, 2)), linear=True)
+    whole = degrade(image, d, torch.Generator())
+    blur, sharp = degrade_crop((image * 255).round().byte(), d, 70, 90, 32, 40, torch.Generator())
+    assert torch.equal(sharp, (image * 255).round()[:, 70:102, 90:130] / 255)
+    quantised_whole = degrade((image * 255).round() / 255, d, torch.Generator())
+    assert torch.allclose(blur, quantised_whole[:, 70:102, 90:130], atol=1e-4)
+    assert (whole - image).abs().mean() > 0.01
+
+
+def test_highlights_bloom_and_noise_and_jpeg_degrade():
+    image = torch.full((3, 64, 64), 0.2)
+    image[:, 30:34, 30:34] = 1.0  # a small light source
+    d = Degradation(kind="motion", extent=15, kernel=np.full((1, 15), 1 / 15, np.float32).repeat(15, 0) / 15)
+    plain = degrade(image, d, torch.Generator())
+    bright = degrade(image, Degradation(**{**d.__dict__, "highlight_gain": 4.0}), torch.Generator())
+    assert bright[:, 24:40, 24:40].mean() > plain[:, 24:40, 24:40].mean() + 0.05  # the streak carries more light
+    noisy = degrade(image, Degradation(read_noise=0.02, shot_noise=0.004), torch.Generator().manual_seed(0))
+    assert 0.002 < (noisy - image).abs().mean() < 0.1
+    compressed = degrade(image_tensor(), Degradation(jpeg_quality=30), torch.Generator())
+    assert 0 < (compressed - image_tensor()).abs().mean() < 0.05
+
+
+def test_the_distribution_mixes_kinds_and_strengths():
+    rng = np.random.default_rng(0)
+    spec = BlurSpec()
+    samples = [spec.sample(rng) for _ in range(400)]
+    kinds = {s.kind for s in samples}
+    assert kinds == {"sharp", "shake", "motion", "defocus"}
+    extents = np.array([s.extent for s in samples if s.kind != "sharp"])
+    assert extents.min() >= 0.5 and extents.max() <= spec.max_extent
+    assert (extents < spec.min_extent).mean() > 0.1  # lightly blurred pairs teach the model to leave detail alone
+    assert any(not s.linear for s in samples) and any(s.linear for s in samples)  # sRGB and linear-light averaging
+    for s in samples:
+        if s.kind == "shake":
+            reach = np.hypot(s.poses[:, 0], s.poses[:, 1]) + np.abs(s.poses[:, 2:]).sum(axis=1)
+            assert reach.max() == pytest.approx(s.extent, rel=1e-4) and s.margin > s.extent
+
+
+def test_validation_degradations_are_fixed_by_seed():
+    a, b = BlurSpec().sample(np.random.default_rng(5)), BlurSpec().sample(np.random.default_rng(5))
+    assert a.kind == b.kind and a.extent == b.extent
+
+
+def test_blur_stats_prints_a_histogram(sharp_folder, pairs_folder, capsys):
+    blur_stats(["--sharp", str(sharp_folder), "--real", str(pairs_folder), "--samples", "12", "--crop", "32"])
+    out = capsys.readouterr().out
+    assert "20-25 dB" in out and "median" in out and "synthetic" in out

@@ -24,7 +24,7 @@ def tiny_model(decoder: str = "residual", seed: int = 0, perturb: bool = True) -
     """A tiny model; with perturb=True the residual head is nudged away from zero so the output differs from the input."""
     torch.manual_seed(seed)
     model = ViTDeblur(ViTDeblurConfig(decoder=decoder, **TINY)).eval()
-    if perturb and decoder == "residual":
+    if perturb and decoder in ("residual", "nafnet"):
         torch.nn.init.normal_(model.decoder.head.weight, std=0.01)
     return model
 

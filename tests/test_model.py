@@ -8,7 +8,7 @@ from vitdeblur import ViTDeblur, ViTDeblurConfig
 from vitdeblur.model import count_parameters
 
 
-@pytest.mark.parametrize("decoder", ["paper", "residual"])
+@pytest.mark.parametrize("decoder", ["paper", "residual", "nafnet"])
 @pytest.mark.parametrize("size", [(64, 64), (128, 96), (37, 53), (17, 200), (224, 224)])
 def test_output_shape_and_finite(decoder, size):
     model = tiny_model(decoder)
@@ -19,8 +19,9 @@ def test_output_shape_and_finite(decoder, size):
     assert torch.isfinite(y).all()
 
 
-def test_untrained_residual_model_is_identity():
-    model = tiny_model("residual", perturb=False)
+@pytest.mark.parametrize("decoder", ["residual", "nafnet"])
+def test_untrained_residual_models_are_the_identity(decoder):
+    model = tiny_model(decoder, perturb=False)
     x = torch.rand(1, 3, 45, 70)
     with torch.no_grad():
         assert torch.equal(model(x), x)
@@ -38,8 +39,25 @@ def test_residual_decoder_stays_small_with_vit_tiny():
     assert count_parameters(model.decoder) <= 3.0e6
 
 
-def test_gradients_reach_the_encoder():
-    model = tiny_model("residual")
+def test_default_model_fits_the_compute_budget():
+    """The shipped default: <= 100 GFLOP per 1280x720 photo as tiled (8 tiles of 384 px, 32 px overlap)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = ViTDeblur(ViTDeblurConfig(encoder_depth=6))
+    assert model.config.decoder == "nafnet" and len(model.encoder.blocks) == 6
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.rand(1, 3, 384, 384))
+    assert counter.get_total_flops() * 8 / 1e9 <= 100
+
+
+def test_encoder_depth_beyond_the_backbone_is_refused():
+    with pytest.raises(ValueError, match="exceeds"):
+        ViTDeblur(ViTDeblurConfig(encoder_depth=99, **TINY))
+
+
+@pytest.mark.parametrize("decoder", ["residual", "nafnet"])
+def test_gradients_reach_the_encoder(decoder):
+    model = tiny_model(decoder)
     model(torch.rand(1, 3, 32, 32)).mean().backward()
     assert model.encoder.patch_embed.proj.weight.grad.abs().sum() > 0
 

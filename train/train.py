@@ -11,6 +11,7 @@ val PSNR).
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import dataclasses
 import json
@@ -26,7 +27,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import ConcatDataset, DataLoader, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
@@ -250,6 +250,32 @@ def atomic_torch_save(obj, path: Path) -> None:
     os.replace(tmp, path)  # an interrupted save never leaves a half-written state behind
 
 
+class WeightEMA:
+    """An exponential moving average of a model's weights. The decay warms up as min(decay, (1 + n) / (10 + n))
+    after n updates, so that in a short run the average is not dominated by the random initial weights."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay, self.updates = decay, 0
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for average, current in zip(self.module.state_dict().values(), model.state_dict().values()):
+            if average.dtype.is_floating_point:
+                average.lerp_(current, 1 - decay)
+            else:
+                average.copy_(current)
+
+    def state_dict(self) -> dict:
+        return {"module": self.module.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.module.load_state_dict(state["module"])
+        self.updates = state["updates"]
+
+
 @dataclasses.dataclass
 class Progress:
     """Where a run stands; saved in train_state.pt beside the model, optimiser and scheduler states."""
@@ -345,7 +371,7 @@ def run_epoch(model, ema, loader, optimizer, scheduler, scaler, recipe: Recipe, 
         sharp = sharp.to(device, non_blocking=True)
         loss = train_step(model, optimizer, recipe, blur, sharp, dtype, scaler)
         if ema:
-            ema.update_parameters(model)
+            ema.update(model)
         if not math.isfinite(loss):
             raise TrainingDiverged(f"loss became {loss} at step {progress.step} (epoch {progress.epoch + 1}); lower "
                                    f"--lr or set --grad-clip, then --resume from the last good epoch")
@@ -414,8 +440,7 @@ def main(argv=None) -> None:
         recipe = dataclasses.replace(recipe, **{name: getattr(model.config, name) for name in MODEL_FIELDS
                                                 if name != "pretrained"})
     # The EMA of the weights is what gets validated and saved: it averages out the last steps' noise.
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True) \
-        if recipe.ema_decay else None
+    ema = WeightEMA(model, recipe.ema_decay) if recipe.ema_decay else None
     optimizer = make_optimizer(recipe, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(recipe, step, steps_per_epoch, total_steps))

@@ -4,6 +4,7 @@
 
 Checkpoints: checkpoints/adam and checkpoints/sgd by default (offline). VITDEBLUR_ADAM / VITDEBLUR_SGD name another
 folder or a Hugging Face Hub repo id per variant; VITDEBLUR_CHECKPOINTS names another folder holding adam/ and sgd/.
+VITDEBLUR_PRECISION: auto (default: bf16 on CPUs with fast bf16 and on CUDA, else fp32), fp32 or bf16.
 Runs on CUDA when present, else CPU; on a ZeroGPU Space the deblur function runs under ``spaces.GPU``.
 
 API (gradio_client):
@@ -27,6 +28,7 @@ import gradio as gr
 import torch
 
 from vitdeblur import CheckpointError, ImageError, app_logic
+from vitdeblur.inference import use_available_cores
 
 try:  # ZeroGPU Spaces: the decorated function gets a GPU for the duration of each call
     import spaces
@@ -40,6 +42,7 @@ except ImportError:
 
 log = logging.getLogger("vitdeblur.app")
 
+use_available_cores()
 MODELS = app_logic.Models()
 if spaces is not None:  # on Spaces load at startup (ZeroGPU runs each call in a fresh worker); elsewhere on first use
     for _variant in app_logic.VARIANTS:

@@ -24,7 +24,8 @@ from PIL import Image
 
 from vitdeblur.evaluate import psnr, ssim
 from vitdeblur.hub import PROJECT_ROOT, VARIANTS, load_model
-from vitdeblur.inference import LoadedImage, deblur_array, limit_megapixels, load_image, resolve_device, to_pil
+from vitdeblur.inference import (LoadedImage, deblur_array, limit_megapixels, load_image, resolve_device,
+                                 resolve_precision, to_pil)
 
 CHOICES = (*VARIANTS, "both")  # the values of the app's variant setting and of its API
 EXAMPLES_DIR = PROJECT_ROOT / "examples"
@@ -76,10 +77,13 @@ def variants_for(choice: str) -> list[str]:
 
 
 class Models:
-    """Loads each variant's checkpoint on first use and keeps it; safe to share between request threads."""
+    """Loads each variant's checkpoint on first use and keeps it; safe to share between request threads.
+    precision: fp32, bf16 or auto (see inference.resolve_precision); default $VITDEBLUR_PRECISION, else auto."""
 
-    def __init__(self, device: str | None = None, specs: dict[str, str] | None = None):
+    def __init__(self, device: str | None = None, specs: dict[str, str] | None = None, precision: str | None = None):
         self.device = device or str(resolve_device())
+        self.precision = precision or os.environ.get("VITDEBLUR_PRECISION", "").strip() or "auto"
+        resolve_precision(self.precision, self.device)  # a bad setting fails at start, not on the first request
         self._specs = specs or {}
         self._models: dict[str, torch.nn.Module] = {}
         self._lock = threading.Lock()
@@ -209,7 +213,7 @@ def deblur(source: str | Path, choice: str, models: Models, max_megapixels: floa
             report((i + done / total) / len(variants), f"deblurring with {variant}: tile {done} of {total}")
 
         variant_start = time.perf_counter()
-        restored[variant] = deblur_array(model, image.rgb, progress=tiles_done)
+        restored[variant] = deblur_array(model, image.rgb, precision=models.precision, progress=tiles_done)
         if models.device.startswith("cuda"):
             torch.cuda.synchronize()
         seconds[variant] = time.perf_counter() - variant_start

@@ -30,10 +30,11 @@ from vitdeblur.inference import (LoadedImage, deblur_array, limit_megapixels, lo
 CHOICES = (*VARIANTS, "both")  # the values of the app's variant setting and of its API
 EXAMPLES_DIR = PROJECT_ROOT / "examples"
 # Processing is capped at this many megapixels by default; larger photos are downscaled first (Lanczos).
-# Measured on 2 idle CPU cores with the shipped checkpoints, a 12 MP JPEG with variant "both" took 6.6 s in all at
-# 1.5 MP (9.6 s at 2 MP), leaving room for Gradio's own work inside ~15 s. A GPU does 12 MP in seconds.
-DEFAULT_MAX_MEGAPIXELS = {"cpu": 1.5, "cuda": 12.0}
-MAX_MEGAPIXELS_LIMIT = {"cpu": 8.0, "cuda": 48.0}  # the most the setting allows
+# From `python -m vitdeblur bench` with the shipped checkpoints on 2 CPU cores with fast bf16: 3354 GFLOP per variant
+# for 12 MP as tiled at ~430 GFLOP/s is ~7.8 s, so "both" at 12 MP takes ~16 s before reading and writing PNGs;
+# 8 MP (2196 GFLOP, ~5.1 s per variant) keeps a 12 MP photo with "both" under ~15 s. A GPU does 12 MP in seconds.
+DEFAULT_MAX_MEGAPIXELS = {"cpu": 8.0, "cuda": 12.0}
+MAX_MEGAPIXELS_LIMIT = {"cpu": 12.0, "cuda": 48.0}  # the most the setting allows
 RESULTS_MAX_AGE_S = 3600  # result PNGs older than this are deleted when new ones are written
 
 TRAINING_NOTE = """\

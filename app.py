@@ -14,7 +14,7 @@ API (gradio_client):
     outputs = client.predict(handle_file("photo.jpg"), "both", api_name="/deblur")
 
 Inputs: image (file), variant ("adam", "sgd" or "both"), and optionally max_megapixels (larger inputs are
-downscaled first; default 8 on CPU, 12 on CUDA). Outputs, in order: blurred input, deblurred adam, deblurred sgd,
+downscaled first; default 6 on CPU, 12 on CUDA). Outputs, in order: blurred input, deblurred adam, deblurred sgd,
 ground truth (each a PNG path, or None when not produced), before/after pairs for adam and sgd, the report (Markdown),
 the full-resolution deblurred PNG files, and a details dict (metrics, seconds, device, sizes).
 """

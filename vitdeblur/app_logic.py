@@ -30,10 +30,11 @@ from vitdeblur.inference import (LoadedImage, deblur_array, limit_megapixels, lo
 CHOICES = (*VARIANTS, "both")  # the values of the app's variant setting and of its API
 EXAMPLES_DIR = PROJECT_ROOT / "examples"
 # Processing is capped at this many megapixels by default; larger photos are downscaled first (Lanczos).
-# From `python -m vitdeblur bench` with the shipped checkpoints on 2 CPU cores with fast bf16: 3354 GFLOP per variant
-# for 12 MP as tiled at ~430 GFLOP/s is ~7.8 s, so "both" at 12 MP takes ~16 s before reading and writing PNGs;
-# 8 MP (2196 GFLOP, ~5.1 s per variant) keeps a 12 MP photo with "both" under ~15 s. A GPU does 12 MP in seconds.
-DEFAULT_MAX_MEGAPIXELS = {"cpu": 8.0, "cuda": 12.0}
+# From `python -m vitdeblur bench` with the shipped checkpoints on 2 CPU cores with fast bf16: ~0.64 s per megapixel
+# per variant (12 MP: 3354 GFLOP as tiled at ~430 GFLOP/s), and reading a 12 MP JPEG plus writing the three PNGs cost
+# ~1.4 s + 0.5 s per megapixel of CPU time. At 6 MP a 12 MP photo with "both" takes ~12 s, leaving room for Gradio's
+# own work inside ~15 s; 12 MP would take ~23 s. A GPU does 12 MP in seconds.
+DEFAULT_MAX_MEGAPIXELS = {"cpu": 6.0, "cuda": 12.0}
 MAX_MEGAPIXELS_LIMIT = {"cpu": 12.0, "cuda": 48.0}  # the most the setting allows
 RESULTS_MAX_AGE_S = 3600  # result PNGs older than this are deleted when new ones are written
 

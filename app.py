@@ -4,6 +4,7 @@
 
 Checkpoints: checkpoints/adam and checkpoints/sgd by default (offline). VITDEBLUR_ADAM / VITDEBLUR_SGD name another
 folder or a Hugging Face Hub repo id per variant; VITDEBLUR_CHECKPOINTS names another folder holding adam/ and sgd/.
+VITDEBLUR_PRECISION: auto (default: bf16 on CPUs with fast bf16 and on CUDA, else fp32), fp32 or bf16.
 Runs on CUDA when present, else CPU; on a ZeroGPU Space the deblur function runs under ``spaces.GPU``.
 
 API (gradio_client):
@@ -13,7 +14,7 @@ API (gradio_client):
     outputs = client.predict(handle_file("photo.jpg"), "both", api_name="/deblur")
 
 Inputs: image (file), variant ("adam", "sgd" or "both"), and optionally max_megapixels (larger inputs are
-downscaled first; default 1.5 on CPU, 12 on CUDA). Outputs, in order: blurred input, deblurred adam, deblurred sgd,
+downscaled first; default 6 on CPU, 12 on CUDA). Outputs, in order: blurred input, deblurred adam, deblurred sgd,
 ground truth (each a PNG path, or None when not produced), before/after pairs for adam and sgd, the report (Markdown),
 the full-resolution deblurred PNG files, and a details dict (metrics, seconds, device, sizes).
 """
@@ -27,6 +28,7 @@ import gradio as gr
 import torch
 
 from vitdeblur import CheckpointError, ImageError, app_logic, examples
+from vitdeblur.inference import use_available_cores
 
 try:  # ZeroGPU Spaces: the decorated function gets a GPU for the duration of each call
     import spaces
@@ -40,6 +42,7 @@ except ImportError:
 
 log = logging.getLogger("vitdeblur.app")
 
+use_available_cores()
 MODELS = app_logic.Models()
 if spaces is not None:  # on Spaces load at startup (ZeroGPU runs each call in a fresh worker); elsewhere on first use
     for _variant in app_logic.VARIANTS:

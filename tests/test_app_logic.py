@@ -180,3 +180,14 @@ def test_app_handler_turns_errors_into_page_messages(checkpoints, monkeypatch, t
         app.deblur(None, "both", 1.0, progress=no_progress)
     with pytest.raises(gr.Error, match="unknown variant"):
         app.deblur(str(REPO_ROOT / "examples" / "chelsea-motion" / "blurred.png"), "all", 1.0, progress=no_progress)
+
+
+def test_precision_comes_from_the_environment(monkeypatch, checkpoints):
+    specs = {v: str(checkpoints / v) for v in app_logic.VARIANTS}
+    monkeypatch.delenv("VITDEBLUR_PRECISION", raising=False)
+    assert app_logic.Models("cpu", specs).precision == "auto"
+    monkeypatch.setenv("VITDEBLUR_PRECISION", "fp32")
+    assert app_logic.Models("cpu", specs).precision == "fp32"
+    monkeypatch.setenv("VITDEBLUR_PRECISION", "half")
+    with pytest.raises(ValueError, match="precision"):
+        app_logic.Models("cpu", specs)

@@ -76,3 +76,31 @@ def test_deblur_never_overwrites_inputs_or_its_own_results(tiny_checkpoint, tmp_
     Image.new("RGB", (40, 30), "red").save(folder / "a.jpg")
     with pytest.raises(SystemExit, match="would overwrite"):  # a.jpg and a.png would both become out/a.png
         main(["deblur", str(folder), "-o", str(tmp_path / "out"), "--checkpoint", str(tiny_checkpoint)])
+
+
+def test_bench_runs_end_to_end_and_writes_json(tiny_checkpoint, tmp_path, capsys):
+    out_json = tmp_path / "bench.json"
+    main(["bench", "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--photo-size", "200x150",
+          "--repeats", "1", "--json", str(out_json)])
+    result = json.loads(out_json.read_text())
+    for key in ("gflop_per_tile", "gemm_peak_gflops", "bf16_gemm_speedup", "bf16_speedup", "auto_precision",
+                "peak_rss_mb", "frame", "photo"):
+        assert key in result
+    frame = result["frame"]
+    assert frame["size"] == [1280, 720] and frame["tiles"] * frame["tile_shape"][0] * frame["tile_shape"][1] > 1280 * 720
+    assert frame["tile_overhead"] > 1 and frame["gflop"] > result["gflop_per_tile"] > 0
+    for precision in ("fp32", "bf16"):
+        assert frame["seconds"][precision] > 0 and result["gemm_peak_gflops"][precision] > 0
+    assert result["photo"]["size"] == [200, 150]
+    assert "GEMM peak" in capsys.readouterr().out
+
+
+def test_deblur_and_evaluate_take_a_precision(tiny_checkpoint, pairs_folder, tmp_path):
+    main(["deblur", str(pairs_folder / "blur" / "00.png"), "-o", str(tmp_path / "out"), "--checkpoint",
+          str(tiny_checkpoint), "--precision", "bf16"])
+    assert (tmp_path / "out" / "00.png").is_file()
+    main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--data", str(pairs_folder), "--precision", "fp32",
+          "--json", str(tmp_path / "m.json")])
+    assert json.loads((tmp_path / "m.json").read_text())["precision"] == "fp32"
+    with pytest.raises(SystemExit):
+        main(["deblur", str(pairs_folder / "blur" / "00.png"), "-o", str(tmp_path / "x"), "--precision", "fp8"])

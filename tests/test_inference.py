@@ -1,4 +1,5 @@
 import io
+import math
 import tracemalloc
 
 import numpy as np
@@ -8,8 +9,9 @@ import torch.nn.functional as F
 from conftest import exif_rotated_jpeg, photo, png_claiming, rgba_png, tiny_model
 from PIL import Image
 
+from vitdeblur import inference
 from vitdeblur.images import ImageError, load_image
-from vitdeblur.inference import deblur_array, deblur_image
+from vitdeblur.inference import deblur_array, deblur_image, plan_tiles, resolve_precision
 
 
 class Identity(torch.nn.Module):
@@ -151,3 +153,41 @@ def test_max_megapixels_downscales(tmp_path):
     result = deblur_image(tiny_model(), Image.fromarray(photo("astronaut", (400, 300))), max_megapixels=0.03)
     assert result.size[0] * result.size[1] <= 30_000
     assert abs(result.size[0] / result.size[1] - 4 / 3) < 0.05
+
+
+@pytest.mark.parametrize("length", [64, 65, 100, 257, 300, 720, 1280, 3000, 4000])
+def test_tile_plan_covers_the_image_with_less_waste(length):
+    tile, overlap = 256 if length > 300 else 64, 32 if length > 300 else 16
+    size, starts = plan_tiles(length, tile, overlap)
+    assert starts[0] == 0 and starts[-1] + size == length and size <= tile
+    assert all(later - earlier <= size - overlap for earlier, later in zip(starts, starts[1:]))  # overlap kept
+    fixed_tiles = math.ceil((length - overlap) / (tile - overlap)) if length > tile else 1  # the old plan's count
+    assert len(starts) == fixed_tiles and len(starts) * size <= fixed_tiles * min(tile, length)
+    if length > tile:
+        assert size % 16 == 0
+
+
+def test_tile_plan_shrinks_tiles_of_a_720p_frame():
+    assert plan_tiles(720, 256, 32) == (208, [0, 171, 341, 512])  # 4 tiles of 208 instead of 256
+    assert plan_tiles(1280, 256, 32)[0] == 240
+
+
+def test_precision_resolution(monkeypatch):
+    assert resolve_precision("fp32", "cpu") is None
+    assert resolve_precision("bf16", "cpu") is torch.bfloat16
+    monkeypatch.setattr(inference, "fast_bf16_cpu_flags", lambda: ["amx_bf16"])
+    assert resolve_precision("auto", "cpu") is torch.bfloat16
+    monkeypatch.setattr(inference, "fast_bf16_cpu_flags", lambda: [])
+    assert resolve_precision("auto", "cpu") is None
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("fp8", "cpu")
+
+
+def test_bf16_result_is_close_to_fp32():
+    model = tiny_model()
+    torch.nn.init.normal_(model.decoder.head.weight, std=0.05)
+    rgb = photo("astronaut", (150, 100)).astype(np.float32) / 255
+    fp32 = deblur_array(model, rgb, precision="fp32")
+    bf16 = deblur_array(model, rgb, precision="bf16")
+    assert np.abs(fp32 - rgb).mean() > 0.005  # the model does change the image
+    assert 0 < np.abs(bf16 - fp32).mean() < 0.002  # bf16 really ran, and changes little

@@ -5,7 +5,8 @@
         --docs docs/results --ship adam sgd
 
 For every run (its best/ checkpoint) and test set (the test part of the 80/10/10 split) it runs the same full-resolution
-evaluation as `python -m vitdeblur evaluate`, writes RUN/metrics-TEST.json, and times one 1280x720 image on the CPU.
+evaluation as `python -m vitdeblur evaluate`, writes RUN/metrics-TEST.json, and times one 1280x720 image on the CPU
+(as `python -m vitdeblur bench` does, precision auto).
 --docs gets results.md (the table), grid.png (blurred | each run | sharp, on the app's examples) and
 loss_curve_RUN.png. --ship NAME...
 writes those runs to checkpoints/NAME in fp16 with their model card, metrics and loss curve.
@@ -16,12 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from vitdeblur.bench import FRAME, time_deblur
 from vitdeblur.data import load_dataset
 from vitdeblur.evaluate import evaluate, save_grid
 from vitdeblur.examples import EXAMPLES_DIR, list_examples
@@ -38,15 +38,6 @@ def named_paths(items: list[str], flag: str) -> dict[str, Path]:
             raise SystemExit(f"error: {flag} takes NAME=PATH, got {item!r}")
         pairs[name] = Path(path)
     return pairs
-
-
-def seconds_per_720p(model, repeats: int = 2) -> float:
-    rgb = np.random.default_rng(0).random((720, 1280, 3), dtype=np.float32)
-    deblur_array(model, rgb[:256, :256])  # warm-up
-    start = time.perf_counter()
-    for _ in range(repeats):
-        deblur_array(model, rgb)
-    return (time.perf_counter() - start) / repeats
 
 
 def main(argv=None) -> None:
@@ -67,7 +58,7 @@ def main(argv=None) -> None:
     table, timings, models, evaluations = {}, {}, {}, {name: [] for name in runs}
     for run_name, run in runs.items():
         model = models[run_name] = load_model(run / "best", "cpu")
-        timings[run_name] = seconds_per_720p(model)
+        timings[run_name] = time_deblur(model, *FRAME, precision="auto", repeats=2)  # as `vitdeblur bench` times it
         for test_name, data in tests.items():
             metrics, _ = evaluate(model, load_dataset(data, "test", train=False))
             metrics.update(dataset=test_name, data=str(data), split="test", checkpoint=str(run / "best"))
@@ -85,7 +76,7 @@ def main(argv=None) -> None:
     save_grid(grid_rows, docs / "grid.png", height=200, labels=["blurred", *runs, "sharp"])
 
     first_run = next(iter(runs))
-    lines = ["| model | " + " | ".join(f"{t} PSNR | {t} SSIM" for t in tests) + " | s per 1280x720 (2 CPU threads) |",
+    lines = ["| model | " + " | ".join(f"{t} PSNR | {t} SSIM" for t in tests) + " | s per 1280x720 (bench, 2 CPU threads) |",
              "|---|" + "---|---|" * len(tests) + "---|",
              "| blurred input | " + " | ".join(f"{table[first_run, t]['psnr_blurred']:.2f} | "
                                              f"{table[first_run, t]['ssim_blurred']:.4f}" for t in tests) + " | - |"]

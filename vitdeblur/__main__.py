@@ -1,4 +1,4 @@
-"""Command line: `python -m vitdeblur {evaluate,deblur,make-pairs} ...`."""
+"""Command line: `python -m vitdeblur {evaluate,deblur,bench,make-pairs} ...`."""
 
 from __future__ import annotations
 
@@ -11,21 +11,21 @@ from vitdeblur.data import LAYOUTS, SPLITS, list_images, load_dataset, make_fram
 from vitdeblur.evaluate import evaluate, save_grid
 from vitdeblur.hub import CheckpointError, load_model
 from vitdeblur.images import ImageError
-from vitdeblur.inference import deblur_image, resolve_device
+from vitdeblur.inference import PRECISIONS, deblur_image, resolve_device, use_available_cores
 
 
 def cmd_evaluate(args) -> None:
     model = load_model(args.checkpoint, resolve_device(args.device))
     dataset = load_dataset(args.data, args.split, train=False, layout=args.layout, kaggle_blur=args.kaggle_blur)
     metrics, rows = evaluate(model, dataset, grid_rows=args.grid_rows if args.grid else 0,
-                             tile_size=args.tile_size, batch_size=args.batch_size)
+                             tile_size=args.tile_size, batch_size=args.batch_size, precision=args.precision)
     metrics.update(checkpoint=str(args.checkpoint), data=str(args.data), dataset=args.name or Path(args.data).name,
-                   split=args.split, layout=args.layout)
+                   split=args.split, layout=args.layout, precision=args.precision)
     print(f"{'':12}{'PSNR (dB)':>11}{'SSIM':>9}")
     print(f"{'blurred':12}{metrics['psnr_blurred']:11.2f}{metrics['ssim_blurred']:9.4f}")
     print(f"{'deblurred':12}{metrics['psnr']:11.2f}{metrics['ssim']:9.4f}")
     print(f"{metrics['n']} images ({args.split} split of {args.data}), {metrics['seconds_per_image']:.3f} s/image "
-          f"on {metrics['device']}, gain {metrics['psnr_gain']:+.2f} dB")
+          f"on {metrics['device']} ({args.precision}), gain {metrics['psnr_gain']:+.2f} dB")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(metrics, indent=2))
@@ -48,7 +48,8 @@ def cmd_deblur(args) -> None:
     failures = 0
     for path, target in zip(inputs, targets):
         try:
-            result = deblur_image(model, path, max_megapixels=args.max_megapixels, tile_size=args.tile_size)
+            result = deblur_image(model, path, max_megapixels=args.max_megapixels, precision=args.precision,
+                                  tile_size=args.tile_size)
         except ImageError as e:  # one bad file must not stop the others
             print(f"skipped: {e}", file=sys.stderr)
             failures += 1
@@ -57,6 +58,30 @@ def cmd_deblur(args) -> None:
         print(f"{path} -> {target}")
     if failures:
         raise SystemExit(f"{failures} of {len(inputs)} inputs could not be deblurred")
+
+
+def cmd_bench(args) -> None:
+    from vitdeblur.bench import BENCH_PRECISIONS, bench, report
+
+    model = load_model(args.checkpoint, resolve_device(args.device))
+    precisions = BENCH_PRECISIONS if args.precision is None else (args.precision,)
+    result = bench(model, precisions, photo=args.photo_size, repeats=args.repeats, tile_size=args.tile_size,
+                   batch_size=args.batch_size)
+    result["checkpoint"] = str(args.checkpoint)
+    print(f"checkpoint {args.checkpoint}")
+    print(report(result))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """'4000x3000' -> (4000, 3000)."""
+    try:
+        width, height = (int(side) for side in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    return width, height
 
 
 def cmd_make_pairs(args) -> None:
@@ -73,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
                        help="checkpoint folder, Hub repo id, or shipped variant name (adam, sgd); default adam")
         p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
         p.add_argument("--tile-size", type=int, default=None, help="inference tile size (default: the checkpoint's)")
+        p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                       help="auto (default): bf16 on CPUs with fast bf16 and on CUDA, else fp32")
 
     ev = sub.add_parser("evaluate", help="PSNR/SSIM of a checkpoint and of the blurred input, at full resolution")
     add_model_args(ev)
@@ -94,6 +121,15 @@ def main(argv: list[str] | None = None) -> None:
     db.add_argument("--max-megapixels", type=float, default=None, help="downscale larger inputs first")
     db.set_defaults(func=cmd_deblur)
 
+    be = sub.add_parser("bench", help="GFLOP, seconds per 1280x720 and per 12 MP photo, GEMM peak, peak memory")
+    add_model_args(be)
+    be.set_defaults(precision=None)
+    be.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
+    be.add_argument("--photo-size", type=image_size, default=(4000, 3000), help="the large image, WIDTHxHEIGHT")
+    be.add_argument("--repeats", type=int, default=3, help="runs per 1280x720 timing (the best counts)")
+    be.add_argument("--json", help="write the results here")
+    be.set_defaults(func=cmd_bench)
+
     mp = sub.add_parser("make-pairs", help="average consecutive video frames into blurred/sharp pairs (GoPro recipe)")
     mp.add_argument("frames", help="folder of consecutive frames, in name order")
     mp.add_argument("-o", "--output", required=True)
@@ -102,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     mp.set_defaults(func=cmd_make_pairs)
 
     args = parser.parse_args(argv)
+    use_available_cores()
     try:
         args.func(args)
     except (CheckpointError, ImageError, FileNotFoundError, ValueError) as e:

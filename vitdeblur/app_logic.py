@@ -24,14 +24,16 @@ from vitdeblur.evaluate import psnr, ssim
 from vitdeblur.examples import EXAMPLES_DIR, Example, find_example
 from vitdeblur.hub import VARIANTS, load_model
 from vitdeblur.images import LoadedImage, limit_megapixels, load_image, to_pil
-from vitdeblur.inference import deblur_array, resolve_device
+from vitdeblur.inference import deblur_array, resolve_device, resolve_precision
 
 CHOICES = (*VARIANTS, "both")  # the values of the app's variant setting and of its API
 # Processing is capped at this many megapixels by default; larger photos are downscaled first (Lanczos).
-# Measured on 2 idle CPU cores with the shipped checkpoints, a 12 MP JPEG with variant "both" took 6.6 s in all at
-# 1.5 MP (9.6 s at 2 MP), leaving room for Gradio's own work inside ~15 s. A GPU does 12 MP in seconds.
-DEFAULT_MAX_MEGAPIXELS = {"cpu": 1.5, "cuda": 12.0}
-MAX_MEGAPIXELS_LIMIT = {"cpu": 8.0, "cuda": 48.0}  # the most the setting allows
+# From `python -m vitdeblur bench` with the shipped checkpoints on 2 CPU cores with fast bf16: ~0.64 s per megapixel
+# per variant (12 MP: 3354 GFLOP as tiled at ~430 GFLOP/s), and reading a 12 MP JPEG plus writing the three PNGs cost
+# ~1.4 s + 0.5 s per megapixel of CPU time. At 6 MP a 12 MP photo with "both" takes ~12 s, leaving room for Gradio's
+# own work inside ~15 s; 12 MP would take ~23 s. A GPU does 12 MP in seconds.
+DEFAULT_MAX_MEGAPIXELS = {"cpu": 6.0, "cuda": 12.0}
+MAX_MEGAPIXELS_LIMIT = {"cpu": 12.0, "cuda": 48.0}  # the most the setting allows
 RESULTS_MAX_AGE_S = 3600  # result PNGs older than this are deleted when new ones are written
 
 TRAINING_NOTE = """\
@@ -75,10 +77,13 @@ def variants_for(choice: str) -> list[str]:
 
 
 class Models:
-    """Loads each variant's checkpoint on first use and keeps it; safe to share between request threads."""
+    """Loads each variant's checkpoint on first use and keeps it; safe to share between request threads.
+    precision: fp32, bf16 or auto (see inference.resolve_precision); default $VITDEBLUR_PRECISION, else auto."""
 
-    def __init__(self, device: str | None = None, specs: dict[str, str] | None = None):
+    def __init__(self, device: str | None = None, specs: dict[str, str] | None = None, precision: str | None = None):
         self.device = device or str(resolve_device())
+        self.precision = precision or os.environ.get("VITDEBLUR_PRECISION", "").strip() or "auto"
+        resolve_precision(self.precision, self.device)  # a bad setting fails at start, not on the first request
         self._specs = specs or {}
         self._models: dict[str, torch.nn.Module] = {}
         self._lock = threading.Lock()
@@ -161,7 +166,7 @@ def deblur(source: str | Path, choice: str, models: Models, max_megapixels: floa
             report((i + done / total) / len(variants), f"deblurring with {variant}: tile {done} of {total}")
 
         variant_start = time.perf_counter()
-        restored[variant] = deblur_array(model, image.rgb, progress=tiles_done)
+        restored[variant] = deblur_array(model, image.rgb, precision=models.precision, progress=tiles_done)
         if models.device.startswith("cuda"):
             torch.cuda.synchronize()
         seconds[variant] = time.perf_counter() - variant_start

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import os
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -21,12 +24,15 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def _tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+def plan_tiles(length: int, tile: int, overlap: int) -> tuple[int, list[int]]:
+    """Tile length and start offsets along one axis. Takes as many tiles as the nominal size needs, then shrinks
+    them to the smallest multiple of 16 (the patch size) that still covers `length` with at least `overlap` between
+    neighbours, spread evenly: fewer pixels are computed twice than with fixed-size tiles and one crammed last tile."""
     if length <= tile:
-        return [0]
-    stride = tile - overlap
-    starts = list(range(0, length - tile, stride))
-    return starts + [length - tile]
+        return length, [0]
+    count = math.ceil((length - overlap) / (tile - overlap))
+    size = min(tile, 16 * math.ceil((length + (count - 1) * overlap) / count / 16))
+    return size, [round(i * (length - size) / (count - 1)) for i in range(count)]
 
 
 def _feather(length: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
@@ -42,6 +48,61 @@ def _feather(length: int, overlap: int, at_start: bool, at_end: bool) -> np.ndar
     return weight.astype(np.float32)
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+FAST_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that make bf16 matrix products faster than fp32
+
+
+def fast_bf16_cpu_flags() -> list[str]:
+    """The flags of this CPU (from /proc/cpuinfo) that promise fast bf16 matrix products; empty where there is none
+    or no /proc/cpuinfo (then 'auto' keeps fp32, which is never slower)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return []
+    return [flag for flag in FAST_BF16_CPU_FLAGS if flag in flags]
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype | None:
+    """The autocast dtype for a precision setting, None for plain fp32. 'auto': bf16 on CPUs with fast bf16 (by their
+    flags), fp32 on other CPUs; on CUDA bf16, or fp16 on GPUs without bf16."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    device = torch.device(device)
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if fast_bf16_cpu_flags() else None
+
+
+def use_available_cores() -> int:
+    """Let PyTorch use every core this process may run on (its default can be the physical cores only, e.g. 1 of a
+    2-vCPU cloud machine). Called at the start of the CLI and the app, not on import."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(cores)
+    return cores
+
+
+def tile_settings(model: torch.nn.Module, tile_size: int | None = None,
+                  tile_overlap: int | None = None) -> tuple[int, int]:
+    """The nominal tile size and overlap: the arguments where given, else the model config's."""
+    config = getattr(model, "config", None)
+    tile = tile_size or getattr(config, "tile_size", 256)
+    overlap = getattr(config, "tile_overlap", 32) if tile_overlap is None else tile_overlap
+    if not 0 <= overlap < tile:
+        raise ValueError(f"tile_overlap must be in [0, tile_size), got {overlap} with tile_size {tile}")
+    return tile, overlap
+
+
+def tile_grid(height: int, width: int, tile: int, overlap: int) -> tuple[tuple[int, int], list[tuple[int, int]]]:
+    """The (height, width) shared by all tiles of an image and their top-left corners."""
+    tile_h, starts_y = plan_tiles(height, tile, overlap)
+    tile_w, starts_x = plan_tiles(width, tile, overlap)
+    return (tile_h, tile_w), [(y, x) for y in starts_y for x in starts_x]
+
+
 @torch.inference_mode()
 def deblur_array(
     model: torch.nn.Module,
@@ -49,28 +110,31 @@ def deblur_array(
     tile_size: int | None = None,
     tile_overlap: int | None = None,
     batch_size: int = 4,
+    precision: str = "auto",
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Deblur float RGB (H, W, 3) of any size: overlapping tiles, batched, blended with feathered weights.
 
     The model only ever sees batch_size tiles at once, so memory beyond the image itself stays bounded.
+    precision: 'fp32', 'bf16' (autocast) or 'auto' (see resolve_precision).
     """
-    config = getattr(model, "config", None)
-    tile = tile_size or getattr(config, "tile_size", 256)
-    overlap = getattr(config, "tile_overlap", 32) if tile_overlap is None else tile_overlap
-    if not 0 <= overlap < tile:
-        raise ValueError(f"tile_overlap must be in [0, tile_size), got {overlap} with tile_size {tile}")
+    # Measured with adam on 1280x720 (bf16, 2-core Xeon with AMX): batches of 4 tiles ran 1.9x as fast as single
+    # tiles and a little faster than 8; nominal tiles of 320-512 px, though fewer FLOPs, were no faster than 256 px
+    # (attention grows with the tokens per tile); channels-last weights made no difference, so they are not used.
+    tile, overlap = tile_settings(model, tile_size, tile_overlap)
     height, width = rgb.shape[:2]
-    tile_h, tile_w = min(tile, height), min(tile, width)
-    boxes = [(y, x) for y in _tile_starts(height, tile_h, overlap) for x in _tile_starts(width, tile_w, overlap)]
+    (tile_h, tile_w), boxes = tile_grid(height, width, tile, overlap)
     out = np.zeros((height, width, 3), np.float32)
     total_weight = np.zeros((height, width, 1), np.float32)
     device = next(model.parameters()).device
+    dtype = resolve_precision(precision, device)
     model.eval()
     for first in range(0, len(boxes), batch_size):
         batch_boxes = boxes[first:first + batch_size]
-        tiles = np.stack([rgb[y:y + tile_h, x:x + tile_w] for y, x in batch_boxes])
-        result = model(torch.from_numpy(tiles).permute(0, 3, 1, 2).to(device)).float().permute(0, 2, 3, 1).cpu()
+        tiles = torch.from_numpy(np.stack([rgb[y:y + tile_h, x:x + tile_w] for y, x in batch_boxes]))
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            result = model(tiles.permute(0, 3, 1, 2).to(device))
+        result = result.float().permute(0, 2, 3, 1).cpu()
         for (y, x), tile_out in zip(batch_boxes, result.numpy()):
             weight = np.outer(_feather(tile_h, overlap, y == 0, y + tile_h == height),
                               _feather(tile_w, overlap, x == 0, x + tile_w == width))[..., None]
@@ -83,10 +147,10 @@ def deblur_array(
 
 
 def deblur_image(model: torch.nn.Module, source: ImageSource | LoadedImage, max_megapixels: float | None = None,
-                 **tile_options) -> Image.Image:
+                 precision: str = "auto", **tile_options) -> Image.Image:
     """Read, deblur and return a PIL image: the size of the input (or of the downscaled input with max_megapixels),
-    with its alpha channel and grayscale-ness kept."""
+    with its alpha channel and grayscale-ness kept. precision: 'fp32', 'bf16' or 'auto' (see resolve_precision)."""
     image = source if isinstance(source, LoadedImage) else load_image(source)
     image = limit_megapixels(image, max_megapixels)
-    restored = deblur_array(model, image.rgb, **tile_options)
+    restored = deblur_array(model, image.rgb, precision=precision, **tile_options)
     return to_pil(restored, image.alpha, image.grayscale)

@@ -1,0 +1,127 @@
+"""How fast a checkpoint deblurs on this machine, and how close that is to what the machine can do.
+
+`python -m vitdeblur bench` counts the FLOPs of the tiles that deblur_array actually runs, times a 1280x720 frame and a
+12 MP photo in fp32 and bf16, and measures the machine's matrix-product (GEMM) peak in the same run, so that the
+achieved GFLOP/s can be judged against it on a busy or an idle machine alike.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from vitdeblur.inference import (FAST_BF16_CPU_FLAGS, deblur_array, fast_bf16_cpu_flags, resolve_precision,
+                                 tile_grid, tile_settings)
+
+FRAME = (1280, 720)  # (width, height): a 720p video frame, the size of the GoPro validation pairs
+PHOTO = (4000, 3000)  # a 12 MP phone photo
+BENCH_PRECISIONS = ("fp32", "bf16")
+
+
+def count_flops(model: torch.nn.Module, height: int, width: int) -> int:
+    """FLOPs of one forward pass on one (height, width) tile (a multiply-add counts as 2)."""
+    device = next(model.parameters()).device
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model(torch.rand(1, 3, height, width, device=device))
+    return counter.get_total_flops()
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def gemm_peak(device: torch.device, precision: str, size: int = 1024, repeats: int = 10) -> float:
+    """GFLOP/s of the best of `repeats` square matrix products: what this machine can do right now."""
+    dtype = resolve_precision(precision, device) or torch.float32
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first warms up
+        _synchronize(device)
+        start = time.perf_counter()
+        a @ b
+        _synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def time_deblur(model: torch.nn.Module, width: int, height: int, precision: str, repeats: int, **tile_options) -> float:
+    """Best wall time in seconds of deblur_array on a (height, width) image, after one warm-up on a small one."""
+    device = next(model.parameters()).device
+    rgb = np.random.default_rng(0).random((height, width, 3), dtype=np.float32)
+    deblur_array(model, rgb[:64, :64], precision=precision, **tile_options)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        deblur_array(model, rgb, precision=precision, **tile_options)
+        _synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def auto_precision_reason(device: torch.device) -> str:
+    """What 'auto' picks here and why (the rule of resolve_precision, in words)."""
+    dtype = resolve_precision("auto", device)
+    name = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    if device.type == "cuda":
+        return f"{name} autocast on CUDA"
+    flags = fast_bf16_cpu_flags()
+    if flags:
+        return f"{name}: the CPU flags {', '.join(flags)} promise fast bf16"
+    return f"{name}: no CPU flag for fast bf16 ({', '.join(FAST_BF16_CPU_FLAGS)})"
+
+
+def bench(model: torch.nn.Module, precisions: tuple[str, ...] = BENCH_PRECISIONS, frame: tuple[int, int] = FRAME,
+          photo: tuple[int, int] = PHOTO, repeats: int = 3, **tile_options) -> dict:
+    """Measure everything `python -m vitdeblur bench` prints; returns it as a JSON-friendly dict."""
+    device = next(model.parameters()).device
+    tile, overlap = tile_settings(model, tile_options.get("tile_size"), tile_options.get("tile_overlap"))
+    result = {
+        "device": str(device), "threads": torch.get_num_threads(), "auto_precision": auto_precision_reason(device),
+        "tile_size": tile, "tile_overlap": overlap, "batch_size": tile_options.get("batch_size", 4),
+        "gflop_per_tile": count_flops(model, tile, tile) / 1e9,
+        "gemm_peak_gflops": {p: gemm_peak(device, p) for p in precisions},
+    }
+    for name, (width, height), image_repeats in [("frame", frame, repeats), ("photo", photo, 1)]:
+        (tile_h, tile_w), boxes = tile_grid(height, width, tile, overlap)
+        gflop = count_flops(model, tile_h, tile_w) * len(boxes) / 1e9
+        seconds = {p: time_deblur(model, width, height, p, image_repeats, **tile_options) for p in precisions}
+        result[name] = {
+            "size": [width, height], "tiles": len(boxes), "tile_shape": [tile_h, tile_w],
+            "tile_overhead": len(boxes) * tile_h * tile_w / (height * width), "gflop": gflop, "seconds": seconds,
+            "gflops": {p: gflop / s for p, s in seconds.items()},
+            "share_of_gemm_peak": {p: gflop / s / result["gemm_peak_gflops"][p] for p, s in seconds.items()},
+        }
+    if set(BENCH_PRECISIONS) <= set(precisions):
+        peaks = result["gemm_peak_gflops"]
+        result["bf16_gemm_speedup"] = peaks["bf16"] / peaks["fp32"]
+        result["bf16_speedup"] = {n: result[n]["seconds"]["fp32"] / result[n]["seconds"]["bf16"]
+                                  for n in ("frame", "photo")}
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    return result
+
+
+def report(result: dict) -> str:
+    """The bench result as a short text table."""
+    tile = result["tile_size"]
+    lines = [f"device {result['device']}, {result['threads']} threads; precision 'auto' -> {result['auto_precision']}",
+             f"nominal tile {tile} px, overlap {result['tile_overlap']}, batch {result['batch_size']}: "
+             f"{result['gflop_per_tile']:.2f} GFLOP per {tile}x{tile} tile",
+             "GEMM peak: " + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in result["gemm_peak_gflops"].items())
+             + (f" (bf16/fp32 {result['bf16_gemm_speedup']:.2f}x)" if "bf16_gemm_speedup" in result else "")]
+    for name in ("frame", "photo"):
+        r = result[name]
+        width, height = r["size"]
+        lines.append(f"{width}x{height}: {r['tiles']} tiles of {r['tile_shape'][1]}x{r['tile_shape'][0]}, "
+                     f"tile overhead {r['tile_overhead']:.2f} (pixels computed / pixels), {r['gflop']:.0f} GFLOP")
+        for p, seconds in r["seconds"].items():
+            lines.append(f"  {p}: {seconds:.2f} s, {r['gflops'][p]:.0f} GFLOP/s "
+                         f"({100 * r['share_of_gemm_peak'][p]:.0f}% of the {p} GEMM peak)")
+        if "bf16_speedup" in result:
+            lines.append(f"  bf16 is {result['bf16_speedup'][name]:.2f}x as fast as fp32")
+    lines.append(f"peak RSS {result['peak_rss_mb']:.0f} MB")
+    return "\n".join(lines)

@@ -367,8 +367,13 @@ def most_changed_point(blurred, restored: list, side: int) -> tuple[int, int]:
     integral = np.pad(change, ((1, 0), (1, 0))).cumsum(0).cumsum(1)  # window sums in O(1) each
     sums = (integral[side_y:, side_x:] - integral[:-side_y, side_x:] - integral[side_y:, :-side_x]
             + integral[:-side_y, :-side_x])
-    top, left = np.unravel_index(np.argmax(sums), sums.shape)  # argmax takes the first of equal windows
-    return int(left + side_x // 2), int(top + side_y // 2)
+    top, left = np.unravel_index(np.argmax(sums), sums.shape)
+    window = change[top:top + side_y, left:left + side_x]
+    if window.sum() <= 0:
+        return int(left + side_x // 2), int(top + side_y // 2)
+    # Centre on the change inside the best window (equal windows would otherwise leave it at an edge)
+    ys, xs = np.mgrid[top:top + side_y, left:left + side_x]
+    return int(round((xs * window).sum() / window.sum())), int(round((ys * window).sum() / window.sum()))
 
 
 def loupe_box(size: tuple[int, int], centre: tuple[float, float], side: int) -> tuple[int, int, int, int]:

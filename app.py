@@ -11,11 +11,15 @@ API (gradio_client):
     from gradio_client import Client, handle_file
     client = Client("http://127.0.0.1:7860/")
     outputs = client.predict(handle_file("photo.jpg"), "both", api_name="/deblur")
+    outputs = client.predict(handle_file("sharp.jpg"), "both", 15, 30, 0, 0, 2, 0, api_name="/blur_and_deblur")
 
 Inputs: image (file), variant ("adam", "sgd" or "both"), and optionally max_megapixels (larger inputs are
 downscaled first; default 1.5 on CPU, 12 on CUDA). Outputs, in order: blurred input, deblurred adam, deblurred sgd,
 ground truth (each a PNG path, or None when not produced), before/after pairs for adam and sgd, the report (Markdown),
-the full-resolution deblurred PNG files, and a details dict (metrics, seconds, device, sizes).
+the full-resolution deblurred PNG files, and a details dict (metrics, seconds, device, sizes). /blur_and_deblur
+takes a sharp photo, the variant and the blur (motion length px, motion angle degrees, camera shake px, defocus
+radius px, noise in grey levels, seed; then max_megapixels), blurs it and returns the same outputs, with the photo as
+the ground truth.
 """
 
 from __future__ import annotations

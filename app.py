@@ -367,9 +367,10 @@ with gr.Blocks(title="ViTDeblur", delete_cache=(3600, 3600)) as demo:
         user_changed(clear_results, outputs=clear_outputs, queue=False, api_visibility="private")
     for panel in panel_inputs:
         panel.select(move_loupe, inputs=[*panel_inputs, zoom_input], outputs=[loupe, loupe_caption, loupe_centre],
-                     queue=False, api_visibility="private")
+                     queue=False, show_progress="hidden", api_visibility="private")
     zoom_input.change(zoom_loupe, inputs=[*panel_inputs, zoom_input, loupe_centre],
-                      outputs=[loupe, loupe_caption, loupe_centre], queue=False, api_visibility="private")
+                      outputs=[loupe, loupe_caption, loupe_centre], queue=False, show_progress="hidden",
+                      api_visibility="private")
 
 demo.queue(default_concurrency_limit=1, max_size=16)  # one deblur at a time: each uses every core (or the GPU)
 

@@ -12,20 +12,27 @@ API (gradio_client):
     from gradio_client import Client, handle_file
     client = Client("http://127.0.0.1:7860/")
     outputs = client.predict(handle_file("photo.jpg"), "both", api_name="/deblur")
+    outputs = client.predict(handle_file("sharp.jpg"), "both", 15, 30, 0, 0, 2, 0, api_name="/blur_and_deblur")
 
 Inputs: image (file), variant ("adam", "sgd" or "both"), and optionally max_megapixels (larger inputs are
 downscaled first; default 6 on CPU, 12 on CUDA). Outputs, in order: blurred input, deblurred adam, deblurred sgd,
 ground truth (each a PNG path, or None when not produced), before/after pairs for adam and sgd, the report (Markdown),
-the full-resolution deblurred PNG files, and a details dict (metrics, seconds, device, sizes).
+the full-resolution deblurred PNG files, and a details dict (metrics, seconds, device, sizes). /blur_and_deblur
+takes a sharp photo, the variant and the blur (motion length px, motion angle degrees, camera shake px, defocus
+radius px, noise in grey levels, seed; then max_megapixels), blurs it and returns the same outputs, with the photo as
+the ground truth.
 """
 
 from __future__ import annotations
 
 import html
 import logging
+import os
+from pathlib import Path
 
 import gradio as gr
 import torch
+from PIL import Image
 
 from vitdeblur import CheckpointError, ImageError, app_logic, examples
 from vitdeblur.inference import use_available_cores
@@ -53,7 +60,7 @@ if spaces is not None:  # on Spaces load at startup (ZeroGPU runs each call in a
 DEVICE_KIND = "cuda" if MODELS.device.startswith("cuda") else "cpu"
 DEFAULT_MAX_MEGAPIXELS = app_logic.DEFAULT_MAX_MEGAPIXELS[DEVICE_KIND]
 EXAMPLES = examples.list_examples()
-PANEL_HEIGHT = 340
+PANEL_HEIGHT = 300
 
 
 def pass_upload_untouched(image: gr.Image) -> gr.Image:
@@ -72,26 +79,36 @@ def pass_upload_untouched(image: gr.Image) -> gr.Image:
     return image
 
 
-@gpu
-def deblur(image: str | None, variant: str = "both", max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
-           progress=gr.Progress()):
-    """Deblur `image` with variant "adam", "sgd" or "both"; larger inputs are first downscaled to max_megapixels."""
-    if not image:
-        raise gr.Error("Upload a photo or pick an example first.", print_exception=False)
-    try:
-        outcome = app_logic.deblur(image, variant, MODELS, max_megapixels,
-                                   progress=lambda fraction, message: progress(fraction, desc=message))
-    except (ImageError, CheckpointError, ValueError) as e:  # messages written for the user
-        raise gr.Error(html.escape(str(e)), title="Cannot deblur this", print_exception=False) from None
-    except torch.OutOfMemoryError:
-        raise gr.Error("Out of memory: lower the megapixel limit and try again.", print_exception=False) from None
-    except Exception as e:  # anything unexpected: log it here, show a short message there, keep serving
-        log.exception("deblurring failed")
-        raise gr.Error(f"Deblurring failed unexpectedly ({type(e).__name__}); the details are in the server log.",
-                       print_exception=False) from None
+# Everything a run puts on the page, in the order of the API's outputs (see the module docstring)
+RESULT_KEYS = ("blurred", *app_logic.VARIANTS, "ground_truth")
+
+
+class user_errors:
+    """Turn the package's errors (messages written for users) into page messages; log anything unexpected here and
+    show a short message there, so the server keeps serving and its log holds the one traceback that matters."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if error is None or isinstance(error, gr.Error):
+            return False
+        if isinstance(error, (ImageError, CheckpointError, ValueError)):
+            # In the message, not in Error(title=...): Gradio 6's toast shows its own "Error" title instead
+            raise gr.Error(f"Cannot deblur this: {html.escape(str(error))}", print_exception=False) from None
+        if isinstance(error, torch.OutOfMemoryError):
+            raise gr.Error("Out of memory: lower the megapixel limit and try again.", print_exception=False) from None
+        if isinstance(error, Exception):
+            log.error("deblurring failed", exc_info=(kind, error, traceback))
+            raise gr.Error(f"Deblurring failed unexpectedly ({kind.__name__}); the details are in the server log.",
+                           print_exception=False) from None
+        return False
+
+
+def page_outputs(outcome: app_logic.Outcome) -> tuple:
+    """Plain values (None for what was not produced), so that API users get paths rather than UI updates;
+    show_results() then shows the panels that have something and fills the loupe and heat maps."""
     paths = app_logic.save_outputs(outcome, app_logic.results_folder())
-    # Plain values (None for what was not produced), so that API users get paths rather than UI updates;
-    # show_panels() then hides the empty panels in the page.
     panels = [paths.get(v) for v in app_logic.VARIANTS]
     sliders = [(paths["blurred"], paths[v]) if v in paths else None for v in app_logic.VARIANTS]
     downloads = [paths[v] for v in outcome.restored]
@@ -99,66 +116,269 @@ def deblur(image: str | None, variant: str = "both", max_megapixels: float = DEF
             downloads, outcome.summary())
 
 
-def show_panels(details: dict | None):
-    """Show the panels and sliders of the variants that ran, and the ground truth when there was one."""
-    details = details or {}
-    ran = details.get("variants", [])
-    panels = [gr.Image(visible=v in ran) for v in app_logic.VARIANTS]
-    sliders = [gr.ImageSlider(visible=v in ran) for v in app_logic.VARIANTS]
-    return (*panels, gr.Image(visible=bool(details.get("ground_truth"))), *sliders)
+def _progress_callback(progress):
+    return lambda fraction, message: progress(fraction, desc=message)
+
+
+@gpu
+def deblur(image: str | None, variant: str = "both", max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
+           progress=gr.Progress()):
+    """Deblur `image` with variant "adam", "sgd" or "both"; larger inputs are first downscaled to max_megapixels."""
+    if not image:
+        raise gr.Error("Upload a photo or pick an example first.", print_exception=False)
+    with user_errors():
+        outcome = app_logic.deblur(image, variant, MODELS, max_megapixels, progress=_progress_callback(progress))
+        return page_outputs(outcome)
+
+
+def deblur_example(image: str):
+    """What an example click runs (and Gradio caches): both variants at the default megapixel limit."""
+    return deblur(image, "both", DEFAULT_MAX_MEGAPIXELS, progress=lambda *args, **kwargs: None)
+
+
+@gpu
+def blur_and_deblur(image: str | None, variant: str = "both", motion_length: float = 15.0, motion_angle: float = 0.0,
+                    shake: float = 0.0, defocus_radius: float = 0.0, noise: float = 0.0, seed: int = 0,
+                    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS, progress=gr.Progress()):
+    """Blur a sharp photo with the chosen blur (motion length in px and angle in degrees, camera-shake extent in px,
+    defocus radius in px, noise sigma in grey levels; seed fixes shake and noise), then deblur it: the photo is the
+    ground truth, so PSNR/SSIM are measured. Same outputs as /deblur."""
+    if not image:
+        raise gr.Error("Upload a sharp photo or pick one of the sharp examples first.", print_exception=False)
+    with user_errors():
+        settings = app_logic.BlurSettings(motion_length, motion_angle, shake, defocus_radius, noise, int(seed))
+        outcome = app_logic.blur_and_deblur(image, variant, MODELS, settings, max_megapixels,
+                                            progress=_progress_callback(progress))
+        return page_outputs(outcome)
+
+
+def _panel_images(paths: list[str | None]) -> list[tuple[str, Image.Image]]:
+    """(caption, image) for each result panel that has an image, in page order."""
+    captions = ["blurred", *(app_logic.VARIANT_LABELS[v] for v in app_logic.VARIANTS), "ground truth"]
+    return [(caption, Image.open(path)) for caption, path in zip(captions, paths) if path]
+
+
+def loupe_view(paths: list[str | None], zoom: int, centre: tuple[float, float] | None):
+    """The loupe gallery, its caption and its centre; centre None = where the variants changed the image most."""
+    images = _panel_images(paths)
+    if not images:
+        return None, "", None
+    size = images[0][1].size
+    side = app_logic.loupe_side(size, zoom)
+    if centre is None:
+        restored = [Image.open(p) for p in paths[1:1 + len(app_logic.VARIANTS)] if p]
+        centre = app_logic.most_changed_point(images[0][1], restored, side)
+    box = app_logic.loupe_box(size, centre, side)
+    caption = (f"Region {box[2] - box[0]}x{box[3] - box[1]} px at ({box[0]}, {box[1]}) of {size[0]}x{size[1]}, "
+               f"enlarged {zoom}x. Click a point on any full-size panel above to move it.")
+    return app_logic.loupe_crops(images, box, zoom), caption, list(centre)
+
+
+def show_results(blurred, adam, sgd, truth, zoom):
+    """After a run: show the panels that have an image, the loupe on the most-changed region and the heat maps."""
+    paths = [blurred, adam, sgd, truth]
+    restored = {v: Image.open(p) for v, p in zip(app_logic.VARIANTS, (adam, sgd)) if p}
+    heatmaps = app_logic.change_heatmaps(Image.open(blurred), restored) if blurred else None
+    loupe, caption, centre = loupe_view(paths, int(zoom), None)
+    visible = [bool(p) for p in paths]
+    return (gr.Column(visible=bool(blurred)), gr.Markdown(visible=not blurred),
+            *[gr.Image(visible=v) for v in visible],
+            *[gr.ImageSlider(visible=bool(p)) for p in (adam, sgd)],
+            loupe, caption, centre, heatmaps)
+
+
+def move_loupe(blurred, adam, sgd, truth, zoom, evt: gr.SelectData):
+    """A click on a full-size panel: centre the loupe on that point (all panels share one size)."""
+    return loupe_view([blurred, adam, sgd, truth], int(zoom), tuple(evt.index))[:3]
+
+
+def zoom_loupe(blurred, adam, sgd, truth, zoom, centre):
+    return loupe_view([blurred, adam, sgd, truth], int(zoom), tuple(centre) if centre else None)[:3]
+
+
+def clear_results():
+    """A new input (or a failed run): nothing on the page may belong to another photo."""
+    return (gr.Column(visible=False), gr.Markdown(visible=True), *[None] * len(RESULT_KEYS),
+            *[None] * len(app_logic.VARIANTS), None, None, None, None, "", None, None)
 
 
 def _panel(label: str, elem_id: str, visible: bool = True) -> gr.Image:
     # format="png": Gradio would otherwise re-encode images as lossy webp and blur the comparison
     return gr.Image(label=label, elem_id=elem_id, format="png", type="filepath", interactive=False,
-                    height=PANEL_HEIGHT, visible=visible, buttons=["download", "fullscreen"])
+                    height=PANEL_HEIGHT, visible=visible, buttons=["download", "fullscreen"], render=False)
 
+
+def _file_link(path: Path, text: str) -> str:
+    # Relative, so that it works behind a proxy or a Space's path prefix; LAUNCH_OPTIONS allows exactly these files
+    return f"[{text}](gradio_api/file={path})"
+
+
+def links_markdown() -> str:
+    cards = [_file_link(folder / "README.md", f"{app_logic.VARIANT_LABELS[v]} model card")
+             for v, folder in CHECKPOINT_FOLDERS.items() if (folder / "README.md").is_file()]
+    return " · ".join([_file_link(PROJECT_README, "Project README"), *cards,
+                       "the study: *Exploring Image Restoration Techniques: The Application of ViTDeblur* (2024), "
+                       "whose model and recipes this follows"])
+
+
+PROJECT_README = Path(__file__).resolve().parent / "README.md"
+CHECKPOINT_FOLDERS = {v: folder for v in app_logic.VARIANTS
+                      if (folder := app_logic.local_checkpoint_folder(MODELS, v)) is not None}
+TRAINING_NOTE = app_logic.training_note({v: app_logic.checkpoint_facts(f) for v, f in CHECKPOINT_FOLDERS.items()})
+# Lazily cached example results are only valid for these checkpoints and this code: the folder says which.
+os.environ.setdefault("GRADIO_EXAMPLES_CACHE", str(app_logic.examples_cache_folder(
+    [MODELS.spec(v) for v in app_logic.VARIANTS], DEFAULT_MAX_MEGAPIXELS, [Path(__file__), Path(app_logic.__file__)])))
+
+CSS = """
+#result-panels img, #input-image img, #sharp-image img { object-fit: contain; }
+.loupe-caption p, .hint p { font-size: 0.9em; opacity: 0.8; }
+@media (max-width: 640px) {
+  /* a phone: two result panels per row, shorter frames and smaller thumbnails, so that the input, the variant
+     choice and the first result fit within two screens */
+  #intro h1 { font-size: 1.4em; }
+  #result-panels { flex-wrap: wrap !important; }
+  #result-panels > * { min-width: calc(50% - 8px) !important; flex: 1 1 calc(50% - 8px) !important; }
+  #result-panels > .block { height: auto !important; }
+  #result-panels .image-container, #result-panels .image-frame, #result-panels img {
+    height: auto !important; max-height: 200px; }
+  #input-image, #sharp-image { height: 240px !important; }
+  #examples .gallery-item .container, #examples .gallery-item img, #sharp-examples .gallery-item .container,
+  #sharp-examples .gallery-item img { width: 52px !important; height: 52px !important; }
+}
+"""
+
+# The result components are made before the layout (and placed with .render()) because the examples, above them on
+# the page, must name them as their outputs.
+blurred_panel = _panel("Blurred input", "panel-blurred")
+variant_panels = [_panel(app_logic.VARIANT_LABELS[v], f"panel-{v}") for v in app_logic.VARIANTS]
+truth_panel = _panel("Ground truth", "panel-truth", visible=False)
+sliders = [gr.ImageSlider(label=f"Blurred (left) | {app_logic.VARIANT_LABELS[v]} (right)", elem_id=f"slider-{v}",
+                          format="png", type="filepath", max_height=600, render=False) for v in app_logic.VARIANTS]
+report = gr.Markdown(elem_id="report", render=False)
+downloads = gr.File(label="Download the deblurred PNGs (at the processed size, lossless)", file_count="multiple",
+                    interactive=False, elem_id="downloads", render=False)
+details = gr.JSON(label="Details", elem_id="details", render=False)
+result_outputs = [blurred_panel, *variant_panels, truth_panel, *sliders, report, downloads, details]
 
 with gr.Blocks(title="ViTDeblur", delete_cache=(3600, 3600)) as demo:
     gr.Markdown("# ViTDeblur: image deblurring with a Vision Transformer\n"
-                "Upload a blurred photo or pick an example, choose a variant, and compare the blurred input, the "
-                "deblurred result of each variant and (for the examples) the sharp ground truth.")
-    with gr.Row():
-        with gr.Column(scale=2):
-            image_input = pass_upload_untouched(gr.Image(
-                label="Blurred photo", type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                elem_id="input-image", height=PANEL_HEIGHT))
-        with gr.Column(scale=1):
-            variant_input = gr.Radio(list(app_logic.CHOICES), value="both", label="Variant", elem_id="variant",
-                                     info="adam: Adam + L1 loss; sgd: SGD + MSE loss; both: side by side")
-            megapixels_input = gr.Slider(0.1, app_logic.MAX_MEGAPIXELS_LIMIT[DEVICE_KIND], value=DEFAULT_MAX_MEGAPIXELS,
-                                         step=0.05, label="Max resolution (megapixels)", elem_id="max-megapixels",
-                                         info="larger photos are downscaled first; higher is slower "
-                                              f"(running on {app_logic.describe_device(MODELS.device)})")
-            run_button = gr.Button("Deblur", variant="primary", elem_id="run")
-    gr.Examples(examples=[[str(e.blurred)] for e in EXAMPLES], inputs=[image_input],
-                example_labels=[e.label for e in EXAMPLES], cache_examples=False, examples_per_page=12,
-                label="Examples (synthetic blur with ground truth, and one real camera-shake photo)")
-    with gr.Row(equal_height=True):
-        blurred_panel = _panel("Blurred input", "panel-blurred")
-        variant_panels = [_panel(f"Deblurred ({v})", f"panel-{v}") for v in app_logic.VARIANTS]
-        truth_panel = _panel("Ground truth", "panel-truth", visible=False)
-    with gr.Row():
-        sliders = [gr.ImageSlider(label=f"Before / after ({v})", elem_id=f"slider-{v}", format="png", type="filepath",
-                                  max_height=600) for v in app_logic.VARIANTS]
-    report = gr.Markdown(label="Report", elem_id="report")
-    downloads = gr.File(label="Download the deblurred PNGs (at the processed size, lossless)", file_count="multiple",
-                        interactive=False, height=120, elem_id="downloads")
-    with gr.Accordion("Details (JSON)", open=False):
-        details = gr.JSON(label="Details", elem_id="details")
-    gr.Markdown(app_logic.TRAINING_NOTE)
+                "Deblur a blurred photo (or an example), or blur your own sharp photo to see how close the models "
+                "get to it. " + links_markdown(), elem_id="intro")
+    with gr.Tabs(elem_id="modes"):
+        with gr.Tab("Deblur a photo", id="deblur-tab"):
+            with gr.Row():
+                with gr.Column(scale=3, min_width=280):
+                    image_input = pass_upload_untouched(gr.Image(
+                        label="Blurred photo", type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                        elem_id="input-image", height=PANEL_HEIGHT))
+                with gr.Column(scale=2, min_width=280):
+                    variant_input = gr.Radio(app_logic.CHOICE_LABELS, value="both", label="Variant", elem_id="variant",
+                                             info=app_logic.VARIANT_EXPLANATION)
+                    run_button = gr.Button("Deblur", variant="primary", elem_id="run")
+                    example_gallery = gr.Examples(
+                        examples=[[str(e.blurred)] for e in EXAMPLES], inputs=[image_input], fn=deblur_example,
+                        outputs=result_outputs,
+                        cache_examples=True, cache_mode="lazy", examples_per_page=12, elem_id="examples",
+                        label="Examples: click one to run both variants (ground truth for all but the real "
+                              "camera-shake clock)")
+        with gr.Tab("Blur your own sharp photo", id="blur-tab"):
+            with gr.Row():
+                with gr.Column(scale=3, min_width=280):
+                    sharp_input = pass_upload_untouched(gr.Image(
+                        label="Sharp photo (it becomes the ground truth)", type="filepath", image_mode=None,
+                        sources=["upload", "clipboard"], elem_id="sharp-image", height=PANEL_HEIGHT))
+                with gr.Column(scale=2, min_width=280):
+                    with gr.Row():
+                        motion_length_input = gr.Slider(0, app_logic.MAX_BLUR_PX, value=15, step=1,
+                                                        label="Motion length (px)", elem_id="motion-length")
+                        motion_angle_input = gr.Slider(0, 180, value=0, step=5, label="Motion angle (degrees)",
+                                                       elem_id="motion-angle")
+                    with gr.Row():
+                        shake_input = gr.Slider(0, app_logic.MAX_BLUR_PX, value=0, step=1,
+                                                label="Camera shake (px)", elem_id="shake")
+                        defocus_input = gr.Slider(0, 20, value=0, step=0.5, label="Defocus radius (px)",
+                                                  elem_id="defocus")
+                    with gr.Row():
+                        noise_input = gr.Slider(0, 20, value=2, step=0.5, label="Noise (grey levels)",
+                                                elem_id="noise")
+                        seed_input = gr.Number(0, precision=0, label="Seed (shake path, noise)", elem_id="seed")
+                    blur_variant_input = gr.Radio(app_logic.CHOICE_LABELS, value="both", label="Variant",
+                                                  elem_id="blur-variant")
+                    blur_run_button = gr.Button("Blur, then deblur", variant="primary", elem_id="blur-run")
+                    gr.Examples(examples=[[str(e.sharp)] for e in EXAMPLES if e.sharp], inputs=[sharp_input],
+                                label="Sharp photos to try", examples_per_page=12, elem_id="sharp-examples")
+    with gr.Accordion("Resolution", open=False, elem_id="resolution"):
+        megapixels_input = gr.Slider(0.1, app_logic.MAX_MEGAPIXELS_LIMIT[DEVICE_KIND], value=DEFAULT_MAX_MEGAPIXELS,
+                                     step=0.05, label="Max resolution (megapixels)", elem_id="max-megapixels",
+                                     info="larger photos are downscaled first; higher is slower "
+                                          f"(running on {app_logic.describe_device(MODELS.device)})")
 
-    run_button.click(
-        deblur, inputs=[image_input, variant_input, megapixels_input],
-        outputs=[blurred_panel, *variant_panels, truth_panel, *sliders, report, downloads, details],
+
+    empty_state = gr.Markdown("*Results appear here: click an example, or upload a photo and press Deblur.*",
+                              elem_id="empty-state", elem_classes="hint")
+    with gr.Column(visible=False, elem_id="results") as results:
+        with gr.Row(equal_height=True, elem_id="result-panels"):
+            for panel in (blurred_panel, *variant_panels, truth_panel):
+                panel.render()
+        report.render()
+        with gr.Tabs(elem_id="views"):
+            with gr.Tab("Detail loupe", id="loupe-tab"):
+                zoom_input = gr.Radio([(f"{z}x", z) for z in app_logic.ZOOMS], value=app_logic.ZOOMS[0],
+                                      label="Zoom", elem_id="zoom", container=False)
+                loupe = gr.Gallery(label="The same region, enlarged", elem_id="loupe", columns=4, height="auto",
+                                   object_fit="contain", format="png", allow_preview=True, show_label=False)
+                loupe_caption = gr.Markdown(elem_id="loupe-caption", elem_classes="loupe-caption")
+            with gr.Tab("What changed", id="changes-tab"):
+                heatmaps = gr.Gallery(label="|deblurred - blurred| per variant", elem_id="heatmaps", columns=2,
+                                      height="auto", object_fit="contain", format="png")
+                gr.Markdown("Where each variant changed the blurred input: black is unchanged, yellow the most "
+                            "(one scale for both variants).", elem_classes="hint")
+            with gr.Tab("Before / after slider", id="slider-tab"):
+                with gr.Row():
+                    for slider in sliders:
+                        slider.render()
+        downloads.render()
+        with gr.Accordion("Details (JSON)", open=False):
+            details.render()
+    loupe_centre = gr.State(None)
+    gr.Markdown(TRAINING_NOTE, elem_id="training-note")
+
+    panel_inputs = [blurred_panel, *variant_panels, truth_panel]
+    show_outputs = [results, empty_state, *panel_inputs, *sliders, loupe, loupe_caption, loupe_centre, heatmaps]
+    clear_outputs = [results, empty_state, *panel_inputs, *sliders, report, downloads, details, loupe,
+                     loupe_caption, loupe_centre, heatmaps]
+
+    def after_run(event):
+        """Show what a run produced, or clear the page when it failed."""
+        event.success(show_results, inputs=[*panel_inputs, zoom_input], outputs=show_outputs,
+                      queue=False, api_visibility="private")
+        event.failure(clear_results, outputs=clear_outputs, queue=False, api_visibility="private")
+
+    after_run(run_button.click(
+        deblur, inputs=[image_input, variant_input, megapixels_input], outputs=result_outputs,
         api_name="deblur", concurrency_limit="default",
-        api_description="Deblur an image with variant 'adam', 'sgd' or 'both'; max_megapixels is optional.",
-    ).success(show_panels, inputs=[details], outputs=[*variant_panels, truth_panel, *sliders],
-              queue=False, api_visibility="private")
+        api_description="Deblur an image with variant 'adam', 'sgd' or 'both'; max_megapixels is optional."))
+    after_run(blur_run_button.click(
+        blur_and_deblur, inputs=[sharp_input, blur_variant_input, motion_length_input, motion_angle_input,
+                                 shake_input, defocus_input, noise_input, seed_input, megapixels_input],
+        outputs=result_outputs, api_name="blur_and_deblur", concurrency_limit="default",
+        api_description="Blur a sharp photo (motion length/angle, camera shake, defocus radius, noise), then "
+                        "deblur it; the photo is the ground truth. Same outputs as /deblur."))
+    example_gallery.cache_event.success(show_results, inputs=[*panel_inputs, zoom_input], outputs=show_outputs,
+                                        queue=False, api_visibility="private")
+    for user_changed in (image_input.upload, image_input.clear, sharp_input.upload, sharp_input.clear):
+        user_changed(clear_results, outputs=clear_outputs, queue=False, api_visibility="private")
+    for panel in panel_inputs:
+        panel.select(move_loupe, inputs=[*panel_inputs, zoom_input], outputs=[loupe, loupe_caption, loupe_centre],
+                     queue=False, show_progress="hidden", api_visibility="private")
+    zoom_input.change(zoom_loupe, inputs=[*panel_inputs, zoom_input, loupe_centre],
+                      outputs=[loupe, loupe_caption, loupe_centre], queue=False, show_progress="hidden",
+                      api_visibility="private")
 
 demo.queue(default_concurrency_limit=1, max_size=16)  # one deblur at a time: each uses every core (or the GPU)
 
-LAUNCH_OPTIONS = dict(allowed_paths=[str(examples.EXAMPLES_DIR)])
+LAUNCH_OPTIONS = dict(allowed_paths=[str(examples.EXAMPLES_DIR), os.environ["GRADIO_EXAMPLES_CACHE"], str(PROJECT_README),
+                                     *(str(f / "README.md") for f in CHECKPOINT_FOLDERS.values())], css=CSS)
 
 if __name__ == "__main__":
     demo.launch(**LAUNCH_OPTIONS)

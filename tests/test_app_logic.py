@@ -101,7 +101,7 @@ def test_both_variants_with_ground_truth(models, examples_dir, tmp_path):
     assert steps[0] == 0 and steps[-1] == 1 and steps == sorted(steps)
 
     text = app_logic.metrics_markdown(outcome)
-    assert "| deblurred (sgd) |" in text and "CPU" in text and "96x80" in text
+    assert "| SGD + MSE (sgd) |" in text and "CPU" in text and "96x80" in text
 
 
 def test_no_ground_truth_means_no_metrics(models, examples_dir):
@@ -191,3 +191,100 @@ def test_precision_comes_from_the_environment(monkeypatch, checkpoints):
     monkeypatch.setenv("VITDEBLUR_PRECISION", "half")
     with pytest.raises(ValueError, match="precision"):
         app_logic.Models("cpu", specs)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The loupe, the heat maps, blur-your-own-photo, the report and the training note
+
+
+def test_loupe_goes_where_the_models_changed_the_image_most():
+    blurred = np.full((120, 200, 3), 0.5, np.float32)
+    adam, sgd = blurred.copy(), blurred.copy()
+    adam[70:90, 140:160] += 0.2  # a strong change in one place...
+    sgd[10:20, 10:20] += 0.1  # ...and a weaker one elsewhere
+    x, y = app_logic.most_changed_point(blurred, [adam, sgd], side=32)
+    assert abs(x - 149.5) <= 1 and abs(y - 79.5) <= 1  # centred on the strong change
+    x, y = app_logic.most_changed_point(blurred, [sgd], side=32)
+    assert x - 16 <= 10 and x + 16 >= 20 and y - 16 <= 10 and y + 16 >= 20  # a window holding the whole change
+
+
+def test_loupe_box_stays_inside_the_image_and_crops_line_up():
+    assert app_logic.loupe_side((451, 300), 2) == 128 and app_logic.loupe_side((451, 300), 4) == 64
+    assert app_logic.loupe_side((50, 40), 2) == 40  # never larger than the image
+    assert app_logic.loupe_box((451, 300), (450, 299), 128) == (323, 172, 451, 300)
+    assert app_logic.loupe_box((451, 300), (0, 0), 128) == (0, 0, 128, 128)
+    image = Image.fromarray(np.arange(64 * 64 * 3, dtype=np.uint32).reshape(64, 64, 3).astype(np.uint8))
+    crops = app_logic.loupe_crops([("blurred", image), ("sharp", image)], (8, 16, 24, 32), zoom=4)
+    assert [caption for _, caption in crops] == ["blurred · 4x", "sharp · 4x"]
+    enlarged = np.asarray(crops[0][0])
+    assert enlarged.shape == (64, 64, 3)
+    assert np.array_equal(enlarged[::4, ::4], np.asarray(image)[16:32, 8:24])  # nearest-neighbour: pixels stay
+
+
+def test_heat_maps_share_one_scale_and_are_black_where_nothing_changed():
+    blurred = np.full((40, 60, 3), 0.5, np.float32)
+    adam, sgd = blurred.copy(), blurred.copy()
+    adam[:, 30:] += 0.2
+    sgd[:, 30:] += 0.1
+    maps = app_logic.change_heatmaps(blurred, {"adam": adam, "sgd": sgd})
+    (adam_map, adam_caption), (sgd_map, sgd_caption) = maps
+    adam_map, sgd_map = np.asarray(adam_map, np.float32), np.asarray(sgd_map, np.float32)
+    assert adam_map.shape == (40, 60, 3)
+    assert adam_map[:, :30].max() < 10 and sgd_map[:, :30].max() < 10  # unchanged = black
+    assert adam_map[:, 30:].mean() > sgd_map[:, 30:].mean() > 10  # half the change looks dimmer, not the same
+    assert "Adam + L1 (adam)" in adam_caption and "mean change 25.5/255" in adam_caption
+    assert app_logic.change_heatmaps(blurred, {}) == []
+
+
+def test_line_kernel_is_a_normalised_segment_at_the_angle():
+    horizontal = app_logic.line_kernel(9, 0)
+    assert horizontal.sum() == pytest.approx(1)
+    rows = np.nonzero(horizontal.sum(axis=1) > 1e-6)[0]
+    assert len(rows) == 1 and np.count_nonzero(horizontal) >= 9
+    vertical = app_logic.line_kernel(9, 90)
+    assert np.allclose(vertical, horizontal.T, atol=1e-6)
+    combined = app_logic.blur_kernel(app_logic.BlurSettings(motion_length=9, shake=7, defocus_radius=2))
+    assert combined.sum() == pytest.approx(1) and combined.shape[0] > 9
+    assert app_logic.blur_kernel(app_logic.BlurSettings()).shape == (1, 1)
+    with pytest.raises(ValueError, match="motion length"):
+        app_logic.blur_kernel(app_logic.BlurSettings(motion_length=500))
+
+
+def test_blur_your_own_photo_has_the_photo_as_ground_truth(models, examples_dir):
+    settings = app_logic.BlurSettings(motion_length=7, motion_angle=45, noise=2, seed=3)
+    outcome = app_logic.blur_and_deblur(examples_dir / "pair" / "sharp.png", "both", models, settings)
+    sharp = np.asarray(Image.open(examples_dir / "pair" / "sharp.png"))
+    assert np.array_equal(np.asarray(outcome.ground_truth), sharp)
+    assert outcome.blurred.size == (96, 80) and not np.array_equal(np.asarray(outcome.blurred), sharp)
+    assert [row["image"] for row in outcome.metrics] == ["blurred input", "deblurred (adam)", "deblurred (sgd)"]
+    again = app_logic.blur_and_deblur(examples_dir / "pair" / "sharp.png", "adam", models, settings)
+    assert np.array_equal(np.asarray(again.blurred), np.asarray(outcome.blurred))  # the seed fixes the blur
+    assert "blurred here: motion 7 px at 45°, noise sigma 2/255" in app_logic.metrics_markdown(outcome)
+
+
+def test_report_shows_the_change_against_the_blurred_input_and_marks_the_best():
+    outcome = app_logic.Outcome("x", Image.new("RGB", (8, 8)), {}, None, metrics=[
+        {"image": "blurred input", "psnr": 30.0, "ssim": 0.80},
+        {"image": "deblurred (adam)", "psnr": 31.5, "ssim": 0.79},
+        {"image": "deblurred (sgd)", "psnr": 29.0, "ssim": 0.81}])
+    lines = app_logic.metrics_markdown(outcome).splitlines()
+    adam_row = next(line for line in lines if line.startswith("| Adam + L1 (adam)"))
+    sgd_row = next(line for line in lines if line.startswith("| SGD + MSE (sgd)"))
+    assert "**31.50** (best)" in adam_row and "+1.50 dB" in adam_row and "-0.0100" in adam_row
+    assert "**0.8100** (best)" in sgd_row and "-1.00 dB" in sgd_row
+
+
+def test_training_note_reads_the_numbers_from_the_checkpoint_files(tmp_path):
+    folder = tmp_path / "adam"
+    folder.mkdir()
+    (folder / "train_config.json").write_text('{"backbone": "vit_tiny_patch16_224", "decoder": "residual", '
+                                              '"steps": 12345, "pretrained": true, "data": ["x/sharp"]}')
+    (folder / "metrics-gopro.json").write_text('{"n": 3, "psnr_blurred": 25.0, "psnr": 26.25, '
+                                               '"ssim_blurred": 0.8, "ssim": 0.85}')
+    note = app_logic.training_note({"adam": app_logic.checkpoint_facts(folder)})
+    assert "12345 steps" in note and "ImageNet-pretrained" in note
+    assert "| Adam + L1 (adam) | real blur (GoPro) (3 images) | 25.00 → 26.25 (+1.25) | 0.8000 → 0.8500 |" in note
+    shipped = app_logic.training_note({v: app_logic.checkpoint_facts(REPO_ROOT / "checkpoints" / v)
+                                       for v in app_logic.VARIANTS})
+    gopro = app_logic.checkpoint_facts(REPO_ROOT / "checkpoints" / "adam")["metrics"]["gopro"]
+    assert f"{gopro['psnr']:.2f}" in shipped  # whatever the shipped checkpoints say, the note says

@@ -6,6 +6,9 @@ with one or both variants, and reporting PSNR/SSIM (against an example's ground 
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
 import re
 import shutil
@@ -17,14 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
+from matplotlib import colormaps
 from PIL import Image
+from scipy.signal import convolve2d
 
 from vitdeblur.evaluate import psnr, ssim
 from vitdeblur.examples import EXAMPLES_DIR, Example, find_example
-from vitdeblur.hub import VARIANTS, load_model
+from vitdeblur.hub import VARIANTS, load_model, resolve_checkpoint
 from vitdeblur.images import LoadedImage, limit_megapixels, load_image, to_pil
 from vitdeblur.inference import deblur_array, resolve_device, resolve_precision
+from vitdeblur.synthesis import blur_image, defocus_kernel, motion_kernel
 
 CHOICES = (*VARIANTS, "both")  # the values of the app's variant setting and of its API
 # Processing is capped at this many megapixels by default; larger photos are downscaled first (Lanczos).
@@ -36,15 +43,11 @@ DEFAULT_MAX_MEGAPIXELS = {"cpu": 6.0, "cuda": 12.0}
 MAX_MEGAPIXELS_LIMIT = {"cpu": 12.0, "cuda": 48.0}  # the most the setting allows
 RESULTS_MAX_AGE_S = 3600  # result PNGs older than this are deleted when new ones are written
 
-TRAINING_NOTE = """\
-**What these models were trained on, and their limits.** Both variants are the same small model (a ViT-Tiny encoder
-with a convolutional decoder, 6.6M parameters) trained from random initialisation, on a 2-core CPU, for 2000 steps:
-`adam` with Adam and an L1 loss, `sgd` with SGD and an MSE loss, as in the study the project follows. The training
-data is small: synthetic motion and defocus blur applied to 28 photos, plus real blur from frame-averaged GoPro video
-of a single scene. On held-out real GoPro blur `adam` gains about 1.2 dB PSNR and `sgd` about 0.1 dB; on held-out
-synthetic blur neither beats the input on average (they sharpen heavy blur and over-sharpen light blur). Expect
-little on blur far outside that range: very long camera shake, heavy noise, low light, or moving objects. Large
-photos are downscaled to the megapixel limit before deblurring. None of the example photos were used in training."""
+# What the variants are, for users who do not know the optimisers: the labels name optimiser and loss, as the study does.
+VARIANT_LABELS = {"adam": "Adam + L1 (adam)", "sgd": "SGD + MSE (sgd)"}
+VARIANT_EXPLANATION = ("Same model, two training recipes from the study: Adam with an L1 (absolute error) loss, "
+                       "or SGD with momentum and an MSE (squared error) loss.")
+CHOICE_LABELS = [(VARIANT_LABELS["adam"], "adam"), (VARIANT_LABELS["sgd"], "sgd"), ("Both, side by side", "both")]
 
 
 def describe_device(device: str) -> str:
@@ -146,8 +149,7 @@ def deblur(source: str | Path, choice: str, models: Models, max_megapixels: floa
     ValueError for an unknown variant -- all with messages meant for the user."""
     start = time.perf_counter()
     variants = variants_for(choice)
-    if max_megapixels is not None and max_megapixels <= 0:
-        raise ValueError("the megapixel limit must be positive")
+    _check_megapixels(max_megapixels)
     report = progress or (lambda fraction, message: None)
     source = Path(source)
     report(0.0, "reading the image")
@@ -157,6 +159,116 @@ def deblur(source: str | Path, choice: str, models: Models, max_megapixels: floa
     image = limit_megapixels(image, max_megapixels)
     truth = _ground_truth(example, max_megapixels, image.size)
 
+    notes = _downscale_notes(original_size, image.size, max_megapixels)
+    if example is not None and truth is None and example.sharp is not None:
+        notes.append("the ground truth does not match the input's size, so no metrics")
+    return _restore(example.name if example else safe_stem(source.name), image, truth, variants, models, report,
+                    start, original_size, notes)
+
+
+@dataclass(frozen=True)
+class BlurSettings:
+    """The blur-your-own-photo settings; every part is optional (0 = off) and they combine."""
+
+    motion_length: float = 0.0  # straight-line motion, pixels
+    motion_angle: float = 0.0  # degrees, counter-clockwise from horizontal
+    shake: float = 0.0  # extent of a random camera-shake path, pixels
+    defocus_radius: float = 0.0  # pixels
+    noise: float = 0.0  # Gaussian noise sigma, in 8-bit grey levels
+    seed: int = 0  # fixes the shake path and the noise, so the same settings give the same blur
+
+    def describe(self) -> str:
+        parts = []
+        if self.motion_length >= 1:
+            parts.append(f"motion {self.motion_length:g} px at {self.motion_angle:g}°")
+        if self.shake >= 1:
+            parts.append(f"camera shake {self.shake:g} px (seed {self.seed})")
+        if self.defocus_radius >= 0.5:
+            parts.append(f"defocus radius {self.defocus_radius:g} px")
+        if self.noise > 0:
+            parts.append(f"noise sigma {self.noise:g}/255")
+        return ", ".join(parts) or "no blur"
+
+
+MAX_BLUR_PX = 64  # the sliders' upper end; longer blur is far outside what the models saw
+
+
+def line_kernel(length: float, angle_degrees: float) -> np.ndarray:
+    """Straight-line motion blur: a segment `length` px long at `angle_degrees` (counter-clockwise, image y down),
+    drawn by bilinear splatting of many points so that any angle is smooth; sums to 1."""
+    length = max(float(length), 1.0)
+    size = int(math.ceil(length)) | 1
+    size += 2  # room for the splat on both sides
+    angle = math.radians(angle_degrees)
+    centre = (size - 1) / 2
+    kernel = np.zeros((size, size))
+    for t in np.linspace(-0.5, 0.5, max(8, int(length * 8))):
+        x, y = centre + t * (length - 1) * math.cos(angle), centre - t * (length - 1) * math.sin(angle)
+        x0, y0 = int(math.floor(x)), int(math.floor(y))
+        fx, fy = x - x0, y - y0
+        for dy, wy in ((0, 1 - fy), (1, fy)):
+            for dx, wx in ((0, 1 - fx), (1, fx)):
+                kernel[y0 + dy, x0 + dx] += wy * wx
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def blur_kernel(settings: BlurSettings) -> np.ndarray:
+    """The one kernel for all the chosen blurs (they are convolved together); [[1]] when none is chosen."""
+    for name in ("motion_length", "shake", "defocus_radius"):
+        if not 0 <= getattr(settings, name) <= MAX_BLUR_PX:
+            raise ValueError(f"{name.replace('_', ' ')} must be between 0 and {MAX_BLUR_PX} px")
+    kernel = np.ones((1, 1), np.float32)
+    if settings.motion_length >= 1:
+        kernel = convolve2d(kernel, line_kernel(settings.motion_length, settings.motion_angle))
+    if settings.shake >= 1:
+        size = int(round(settings.shake)) | 1
+        kernel = convolve2d(kernel, motion_kernel(np.random.default_rng(settings.seed), max(size, 3)))
+    if settings.defocus_radius >= 0.5:
+        kernel = convolve2d(kernel, defocus_kernel(settings.defocus_radius))
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def blur_and_deblur(source: str | Path, choice: str, models: Models, settings: BlurSettings,
+                    max_megapixels: float | None = None, progress: ProgressCallback | None = None) -> Outcome:
+    """Blur a sharp photo with the package's own synthesis (the photo itself is then the ground truth), deblur it
+    and measure PSNR/SSIM. Transparency is dropped: the blur is defined on the colours only."""
+    start = time.perf_counter()
+    variants = variants_for(choice)
+    _check_megapixels(max_megapixels)
+    if not 0 <= settings.noise <= 50:
+        raise ValueError("noise must be between 0 and 50 grey levels")
+    report = progress or (lambda fraction, message: None)
+    source = Path(source)
+    report(0.0, "reading the image")
+    sharp = load_image(source, name=source.name)
+    original_size = sharp.size
+    sharp = limit_megapixels(sharp, max_megapixels)
+    sharp = LoadedImage(sharp.rgb, None, sharp.grayscale)
+    report(0.0, "blurring")
+    blurred_rgb = blur_image(sharp.rgb, blur_kernel(settings), settings.noise / 255,
+                             np.random.default_rng(settings.seed))
+    if sharp.grayscale:  # the noise differs per channel; a grey photo should stay grey
+        blurred_rgb = np.repeat(blurred_rgb.mean(axis=2, keepdims=True), 3, axis=2)
+    blurred = LoadedImage(blurred_rgb, None, sharp.grayscale)
+    notes = [f"blurred here: {settings.describe()}"] + _downscale_notes(original_size, sharp.size, max_megapixels)
+    return _restore(safe_stem(source.name), blurred, sharp, variants, models, report, start, original_size, notes)
+
+
+def _check_megapixels(max_megapixels: float | None) -> None:
+    if max_megapixels is not None and max_megapixels <= 0:
+        raise ValueError("the megapixel limit must be positive")
+
+
+def _downscale_notes(original_size: tuple[int, int], size: tuple[int, int], max_megapixels: float | None) -> list[str]:
+    if size == original_size:
+        return []
+    return [f"downscaled from {original_size[0]}x{original_size[1]} to {size[0]}x{size[1]} "
+            f"(limit {max_megapixels:g} megapixels)"]
+
+
+def _restore(name: str, image: LoadedImage, truth: LoadedImage | None, variants: list[str], models: Models,
+             report: ProgressCallback, start: float, original_size: tuple[int, int], notes: list[str]) -> Outcome:
+    """Deblur `image` with each variant, time it and measure PSNR/SSIM against `truth` when there is one."""
     restored, seconds = {}, {}
     for i, variant in enumerate(variants):
         report(i / len(variants), f"loading {variant}")
@@ -176,15 +288,8 @@ def deblur(source: str | Path, choice: str, models: Models, max_megapixels: floa
         report(1.0, "measuring PSNR and SSIM")
         for label, rgb in [("blurred input", image.rgb)] + [(f"deblurred ({v})", r) for v, r in restored.items()]:
             metrics.append({"image": label, "psnr": psnr(rgb, truth.rgb), "ssim": ssim(rgb, truth.rgb)})
-
-    notes = []
-    if image.size != original_size:
-        notes.append(f"downscaled from {original_size[0]}x{original_size[1]} to {image.size[0]}x{image.size[1]} "
-                     f"(limit {max_megapixels:g} megapixels)")
-    if example is not None and truth is None and example.sharp is not None:
-        notes.append("the ground truth does not match the input's size, so no metrics")
     return Outcome(
-        name=example.name if example else safe_stem(source.name),
+        name=name,
         blurred=to_pil(image.rgb, image.alpha, image.grayscale),
         restored={v: to_pil(rgb, image.alpha, image.grayscale) for v, rgb in restored.items()},
         ground_truth=to_pil(truth.rgb, None, truth.grayscale) if truth is not None else None,
@@ -200,20 +305,190 @@ def _ground_truth(example: Example | None, max_megapixels: float | None, size: t
     return truth if truth.size == size else None
 
 
+def _display_label(row_label: str) -> str:
+    """'deblurred (adam)' -> 'Adam + L1 (adam)' for the table; the details keep the short, stable labels."""
+    for variant, label in VARIANT_LABELS.items():
+        if row_label == f"deblurred ({variant})":
+            return label
+    return row_label
+
+
 def metrics_markdown(outcome: Outcome) -> str:
-    """The report under the panels: a PSNR/SSIM table when there is ground truth, then timings and device."""
+    """The report under the panels: PSNR/SSIM with the change against the blurred input and the best value of each
+    column marked (when there is ground truth), then timings and device."""
     lines = []
     if outcome.metrics:
-        lines += ["| image | PSNR (dB) | SSIM |", "|---|---|---|"]
-        lines += [f"| {row['image']} | {row['psnr']:.2f} | {row['ssim']:.4f} |" for row in outcome.metrics]
-        lines.append("")
+        base = outcome.metrics[0]
+        best_psnr = max(row["psnr"] for row in outcome.metrics)
+        best_ssim = max(row["ssim"] for row in outcome.metrics)
+
+        def cell(value: float, best: float, digits: int) -> str:
+            text = f"{value:.{digits}f}"
+            return f"**{text}** (best)" if value == best else text
+
+        lines += ["| image | PSNR (dB) | change | SSIM | change |", "|---|---|---|---|---|"]
+        for row in outcome.metrics:
+            psnr_change = "–" if row is base else f"{row['psnr'] - base['psnr']:+.2f} dB"
+            ssim_change = "–" if row is base else f"{row['ssim'] - base['ssim']:+.4f}"
+            lines.append(f"| {_display_label(row['image'])} | {cell(row['psnr'], best_psnr, 2)} | {psnr_change} | "
+                         f"{cell(row['ssim'], best_ssim, 4)} | {ssim_change} |")
+        lines += ["", "*Higher is better for both; change = against the blurred input, measured against the ground "
+                      "truth.*", ""]
     else:
-        lines += ["No ground truth for this image, so no PSNR/SSIM (pick one of the examples to see them).", ""]
+        lines += ["No ground truth for this image, so no PSNR/SSIM (pick an example with ground truth, or blur your "
+                  "own sharp photo, to see them).", ""]
     timings = ", ".join(f"{variant} {s:.2f} s" for variant, s in outcome.seconds.items())
     lines.append(f"**Time:** {outcome.total_seconds:.2f} s in all (model: {timings}) on **{outcome.device}**; "
                  f"image {outcome.size[0]}x{outcome.size[1]}.")
     lines += [f"*Note: {note}.*" for note in outcome.notes]
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Seeing the difference: the detail loupe and the "what changed" heat maps
+
+LOUPE_VIEW_PX = 256  # each loupe crop is shown at this size; the region's side is LOUPE_VIEW_PX / zoom
+ZOOMS = (2, 4)
+
+
+def change_magnitude(blurred: np.ndarray, restored: np.ndarray) -> np.ndarray:
+    """Per-pixel |deblurred - blurred|, averaged over the colour channels: (H, W) floats in [0, 1]."""
+    return np.abs(_as_float(restored) - _as_float(blurred)).mean(axis=2)
+
+
+def loupe_side(size: tuple[int, int], zoom: int) -> int:
+    """The side of the loupe's square region for an image of `size` (width, height); never larger than the image."""
+    return max(1, min(LOUPE_VIEW_PX // zoom, *size))
+
+
+def most_changed_point(blurred, restored: list, side: int) -> tuple[int, int]:
+    """The centre (x, y) of the side x side window where the variants changed the image most (the sum of
+    |deblurred - blurred| over the window and over the variants): where deblurring is worth looking at."""
+    change = sum(change_magnitude(blurred, r) for r in restored)
+    if np.isscalar(change):  # no variant ran
+        change = np.zeros(_as_float(blurred).shape[:2])
+    height, width = change.shape
+    side_y, side_x = min(side, height), min(side, width)
+    integral = np.pad(change, ((1, 0), (1, 0))).cumsum(0).cumsum(1)  # window sums in O(1) each
+    sums = (integral[side_y:, side_x:] - integral[:-side_y, side_x:] - integral[side_y:, :-side_x]
+            + integral[:-side_y, :-side_x])
+    top, left = np.unravel_index(np.argmax(sums), sums.shape)
+    window = change[top:top + side_y, left:left + side_x]
+    if window.sum() <= 0:
+        return int(left + side_x // 2), int(top + side_y // 2)
+    # Centre on the change inside the best window (equal windows would otherwise leave it at an edge)
+    ys, xs = np.mgrid[top:top + side_y, left:left + side_x]
+    return int(round((xs * window).sum() / window.sum())), int(round((ys * window).sum() / window.sum()))
+
+
+def loupe_box(size: tuple[int, int], centre: tuple[float, float], side: int) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the side x side square around `centre`, moved inside an image of `size`."""
+    width, height = size
+    side_x, side_y = min(side, width), min(side, height)
+    left = int(round(min(max(centre[0] - side_x / 2, 0), width - side_x)))
+    top = int(round(min(max(centre[1] - side_y / 2, 0), height - side_y)))
+    return left, top, left + side_x, top + side_y
+
+
+def loupe_crops(images: list[tuple[str, Image.Image]], box: tuple[int, int, int, int],
+                zoom: int) -> list[tuple[Image.Image, str]]:
+    """The same region of every image, enlarged `zoom` times with nearest-neighbour (so pixels stay pixels and
+    nothing is smoothed that the model did not do), as (image, caption) pairs for a gallery."""
+    left, top, right, bottom = box
+    size = ((right - left) * zoom, (bottom - top) * zoom)
+    return [(img.crop(box).resize(size, Image.Resampling.NEAREST), f"{caption} · {zoom}x") for caption, img in images]
+
+
+def change_heatmaps(blurred, restored: dict[str, object]) -> list[tuple[Image.Image, str]]:
+    """One heat map of |deblurred - blurred| per variant, on one shared scale so that the variants compare: black is
+    unchanged, bright yellow is the largest change (the 99.5th percentile over all variants, so a few extreme pixels
+    do not wash out the rest). Captions give the scale and the mean change in 8-bit grey levels."""
+    changes = {variant: change_magnitude(blurred, image) for variant, image in restored.items()}
+    if not changes:
+        return []
+    top = max(float(np.percentile(np.stack(list(changes.values())), 99.5)), 1 / 255)
+    colormap = colormaps["inferno"]
+    maps = []
+    for variant, change in changes.items():
+        rgb = (colormap(np.clip(change / top, 0, 1))[..., :3] * 255 + 0.5).astype(np.uint8)
+        maps.append((Image.fromarray(rgb), f"{VARIANT_LABELS.get(variant, variant)}: mean change "
+                                           f"{change.mean() * 255:.1f}/255 (bright = {top * 255:.0f}/255 or more)"))
+    return maps
+
+
+def _as_float(image) -> np.ndarray:
+    """A PIL image or an array (uint8 or float in [0, 1]) -> float RGB (H, W, 3) in [0, 1]; alpha is ignored."""
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB"))
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        image = image.astype(np.float32) / 255
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    return image[..., :3].astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The training note, from the numbers the checkpoints ship with
+
+
+def checkpoint_facts(folder: str | Path) -> dict:
+    """What a local checkpoint folder says about itself: train_config.json and every metrics-<set>.json (by set);
+    empty parts when a file is missing or unreadable (the note then says less rather than failing)."""
+    folder = Path(folder)
+    facts = {"config": {}, "metrics": {}}
+    try:
+        facts["config"] = json.loads((folder / "train_config.json").read_text())
+    except (OSError, ValueError):
+        pass
+    for path in sorted(folder.glob("metrics-*.json")):
+        try:
+            facts["metrics"][path.stem.removeprefix("metrics-")] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+    return facts
+
+
+TEST_SET_NAMES = {"gopro": "real blur (GoPro)", "synthetic": "synthetic blur"}
+
+
+def training_note(facts: dict[str, dict]) -> str:
+    """The note on what the variants were trained on and how they score, from `checkpoint_facts` per variant."""
+    lines = ["**What these models were trained on, and their limits.**"]
+    for variant, fact in facts.items():
+        config = fact.get("config") or {}
+        if not config:
+            continue
+        init = "ImageNet-pretrained" if config.get("pretrained") else "randomly initialised"
+        data = ", ".join(Path(d).name for d in config.get("data", [])) or "unknown data"
+        lines.append(f"- {VARIANT_LABELS.get(variant, variant)}: a {init} `{config.get('backbone', '?')}` encoder "
+                     f"with a `{config.get('decoder', '?')}` decoder, {config.get('steps', '?')} steps of batch "
+                     f"{config.get('batch_size', '?')} on {config.get('crop', '?')} px crops of {data} "
+                     f"({config.get('train_images', '?')} training images), on {config.get('hardware', '?')}.")
+    rows = []
+    for variant, fact in facts.items():
+        for test_set, m in fact.get("metrics", {}).items():
+            if "psnr" in m and "psnr_blurred" in m:
+                name = TEST_SET_NAMES.get(test_set, test_set)
+                rows.append(f"| {VARIANT_LABELS.get(variant, variant)} | {name} ({m.get('n', '?')} images) | "
+                            f"{m['psnr_blurred']:.2f} → {m['psnr']:.2f} ({m['psnr'] - m['psnr_blurred']:+.2f}) | "
+                            f"{m.get('ssim_blurred', float('nan')):.4f} → {m.get('ssim', float('nan')):.4f} |")
+    if rows:
+        lines += ["", "Held-out test sets, never trained on (blurred input → deblurred; from the checkpoints' "
+                      "`metrics-*.json`):", "", "| variant | test set | PSNR (dB) | SSIM |", "|---|---|---|---|", *rows,
+                  ""]
+    lines.append("Expect little on blur far outside the training data: very long camera shake, heavy noise, low light "
+                 "or moving objects. Large photos are downscaled to the megapixel limit first. None of the example "
+                 "photos were used in training.")
+    return "\n".join(lines)
+
+
+def local_checkpoint_folder(models: Models, variant: str) -> Path | None:
+    """The variant's checkpoint folder when it is on disk (a Hub repo id that is not has no local files)."""
+    folder = Path(resolve_checkpoint(models.spec(variant)))
+    return folder if folder.is_dir() else None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -231,6 +506,23 @@ def results_folder(root: str | Path | None = None) -> Path:
     folder = root / uuid.uuid4().hex
     folder.mkdir()
     return folder
+
+
+def examples_cache_folder(checkpoint_specs: list[str], max_megapixels: float, code_files: list[Path],
+                          root: str | Path | None = None) -> Path:
+    """Where Gradio caches the examples' results: a folder named by a digest of everything the results depend on
+    (the checkpoints' files, the megapixel limit, the app's code), so a retrained checkpoint never shows stale
+    results."""
+    digest = hashlib.sha256(f"{max_megapixels:g}".encode())
+    for spec in checkpoint_specs:
+        digest.update(spec.encode())
+        folder = Path(resolve_checkpoint(spec))
+        for path in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("config.json")):
+            digest.update(path.read_bytes())
+    for path in code_files:
+        digest.update(Path(path).read_bytes())
+    root = Path(root or Path(tempfile.gettempdir()) / "vitdeblur-examples-cache")
+    return root / digest.hexdigest()[:16]
 
 
 def save_outputs(outcome: Outcome, folder: str | Path) -> dict[str, str]:

@@ -104,3 +104,25 @@ def test_a_new_run_never_overwrites_an_existing_one(pairs_folder, tmp_path):
     with pytest.raises(SystemExit, match="already holds a run"):
         run(pairs_folder, out, "--epochs", "1")
     assert (out / "best" / "model.safetensors").read_bytes() == best
+
+
+def test_held_out_sets_validate_and_device_batches_train(sharp_folder, pairs_folder, tmp_path):
+    """--val-data folders are validated whole (never trained on), each with its own columns; the GPU path's
+    on-device batches (--device-data) run on the CPU too; the EMA weights are what gets saved."""
+    out = tmp_path / "run"
+    main(["--recipe", "adam", "--data", str(sharp_folder), "--val-data", str(pairs_folder), "--out", str(out),
+          "--device", "cpu", "--device-data", "--epochs", "2", "--ema-decay", "0.9", *TINY_FLAGS])
+    rows = read_log(out)
+    assert len(rows) == 2
+    held_out = f"heldout_{pairs_folder.name}_psnr"
+    assert float(rows[-1][held_out]) > 0 and float(rows[-1][f"val_{sharp_folder.name}_psnr"]) > 0
+    assert float(rows[-1]["val_psnr"]) == pytest.approx(
+        (float(rows[-1][held_out]) + float(rows[-1][f"val_{sharp_folder.name}_psnr"])) / 2, abs=1e-3)
+    config = json.loads((out / "train_config.json").read_text())
+    assert config["val_data"] == [str(pairs_folder)] and config["device_data"] is True
+    state = torch.load(out / "train_state.pt", weights_only=True)
+    saved = load_model(out / "last").state_dict()
+    ema_weights = state["ema"]["module"]
+    name = next(k for k in saved if k.endswith("head.weight"))
+    assert torch.allclose(saved[name].float(), ema_weights[name].float())
+    assert not torch.equal(ema_weights[name], state["model"][name])  # the EMA lags the raw weights

@@ -54,16 +54,15 @@ PANEL_HEIGHT = 340
 
 
 def pass_upload_untouched(image: gr.Image) -> gr.Image:
-    """Hand the uploaded file to the package as it is. Gradio's own preprocessing opens it with Pillow first (so a
-    corrupt file fails before our clear error message) and may re-encode it (dropping alpha or 16-bit depth).
-    Overridden on the instance rather than in a subclass: Gradio writes a .pyi stub beside any module that defines
-    a component subclass."""
-    default_preprocess = image.preprocess
+    """Hand the uploaded file (or a base64 data: URL, as the API and a pasted image send it) to the package as it is.
+    Gradio's own preprocessing opens it with Pillow first (so a corrupt file fails before our clear error message)
+    and re-encodes it (as lossy WebP, dropping alpha, grayscale or 16-bit depth). Overridden on the instance rather
+    than in a subclass: Gradio writes a .pyi stub beside any module that defines a component subclass."""
 
     def preprocess(payload):
-        if payload is not None and payload.path:
-            return str(payload.path)
-        return default_preprocess(payload)  # e.g. a pasted image sent as a data URL
+        if payload is None:
+            return None
+        return str(payload.path) if payload.path else payload.url
 
     image.preprocess = preprocess
     return image
@@ -153,9 +152,11 @@ with gr.Blocks(title="ViTDeblur", delete_cache=(3600, 3600)) as demo:
     ).success(show_panels, inputs=[details], outputs=[*variant_panels, truth_panel, *sliders],
               queue=False, api_visibility="private")
 
-demo.queue(default_concurrency_limit=1, max_size=16)  # one deblur at a time: each uses every core (or the GPU)
+# One deblur at a time (each uses every core, or the GPU); up to queue_size() wait, each shown its place in the queue.
+demo.queue(default_concurrency_limit=1, max_size=app_logic.queue_size())
 
-LAUNCH_OPTIONS = dict(allowed_paths=[str(examples.EXAMPLES_DIR)])
+# max_file_size: larger uploads are refused before they reach the disk.
+LAUNCH_OPTIONS = dict(allowed_paths=[str(examples.EXAMPLES_DIR)], max_file_size=app_logic.max_upload_bytes())
 
 if __name__ == "__main__":
     demo.launch(**LAUNCH_OPTIONS)

@@ -85,6 +85,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         photo, bad_files = make_inputs(folder)
+        width, height = Image.open(photo).size
         process, url = start_server(folder)
         try:
             client = Client(url, verbose=False)
@@ -115,8 +116,8 @@ def main() -> None:
         elif not expected and error:
             failures.append(f"{path.name}: {error}")
     latencies = np.array([seconds for seconds, error in good if not error])
-    print(f"{args.calls} concurrent /deblur calls ({args.variant}) of a {Image.open(photo).size[0]}x"
-          f"{Image.open(photo).size[1]} JPEG, plus {len(bad_files)} other files (text, truncated JPEG, 81 MP PNG)")
+    print(f"{args.calls} concurrent /deblur calls ({args.variant}) of a {width}x{height} JPEG, plus "
+          f"{len(bad_files)} other files (text, truncated JPEG, 81 MP PNG)")
     for failure in failures:
         print(f"FAILED {failure}")
     if len(latencies):

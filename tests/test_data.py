@@ -171,7 +171,7 @@ def test_bad_images_are_all_listed_up_front_or_skipped(pairs_folder):
         load_dataset(pairs_folder, "all", train=True, crop=48)
     message = str(error.value)
     assert "03.png: not an image" in message and "05.png: the file is corrupt or truncated" in message
-    assert "07.png: 40x30 is smaller than the 48 px training crop" in message and "\n" not in message
+    assert "07.png: 40x30 is smaller than the 48 px crop" in message and "\n" not in message
     dataset = load_dataset(pairs_folder, "all", train=True, crop=48, skip_bad_images=True)
     assert sorted(p.sharp.name for p in dataset.pairs) == ["00.png", "01.png", "02.png", "04.png", "06.png",
                                                           "08.png", "09.png"]

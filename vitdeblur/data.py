@@ -10,7 +10,7 @@ Layouts (``auto`` detects which):
 
 from __future__ import annotations
 
-import logging
+import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +22,6 @@ from torch.utils.data import Dataset
 
 from vitdeblur.images import ImageError, check_image, load_image, to_uint8
 from vitdeblur.synthesis import GAMMA, BlurSpec, degrade_crop
-
-log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}  # a GIF gives its first frame
 LAYOUTS = ("auto", "kaggle", "gopro", "pairs", "sharp")
@@ -247,7 +245,7 @@ def find_bad_images(pairs: list[Pair], crop: int | None = None) -> dict[Path, st
             bad[path] = str(e).removeprefix(f"{path}: ")
             continue
         if crop and min(sizes[path]) < crop:
-            bad[path] = f"{sizes[path][0]}x{sizes[path][1]} is smaller than the {crop} px training crop"
+            bad[path] = f"{sizes[path][0]}x{sizes[path][1]} is smaller than the {crop} px crop"
     for pair in pairs:
         usable = pair.blur in sizes and pair.sharp in sizes and not {pair.blur, pair.sharp} & bad.keys()
         if usable and sizes[pair.blur] != sizes[pair.sharp]:
@@ -272,7 +270,7 @@ def load_dataset(root: str | Path, split: str, train: bool, layout: str = "auto"
         if not skip_bad_images:
             raise BadImagesError(f"{len(bad)} unusable images in the {split} split of {root}: {listing}")
         chosen = [p for p in chosen if p.sharp not in bad and p.blur not in bad]
-        log.warning("warning: skipping %d unusable images in the %s split of %s: %s", len(bad), split, root, listing)
+        print(f"warning: skipping {len(bad)} unusable images in the {split} split of {root}: {listing}", file=sys.stderr)
         if not chosen:
             raise BadImagesError(f"{root}: no usable images left in the {split} split")
     return DeblurDataset(chosen, train=train, crop=crop, **kwargs)

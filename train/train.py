@@ -324,7 +324,8 @@ def restore_state(out: Path, resume: bool, model, ema, optimizer, scheduler, dev
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SystemExit(f"error: cannot resume from {state_path}: it is corrupt or from a different model or "
-                         f"recipe ({reason}); its last/ and best/ checkpoints can start a new run with --init") from None
+                         f"recipe ({reason}); its last/ and best/ checkpoints can start a new run with --init"
+                         ) from None
     if main_process:
         trim_log(out / "log.csv", progress.epoch, fields)
         print(f"resumed from {state_path}: epoch {progress.epoch}, step {progress.step}")

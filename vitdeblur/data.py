@@ -270,7 +270,8 @@ def load_dataset(root: str | Path, split: str, train: bool, layout: str = "auto"
         if not skip_bad_images:
             raise BadImagesError(f"{len(bad)} unusable images in the {split} split of {root}: {listing}")
         chosen = [p for p in chosen if p.sharp not in bad and p.blur not in bad]
-        print(f"warning: skipping {len(bad)} unusable images in the {split} split of {root}: {listing}", file=sys.stderr)
+        print(f"warning: skipping {len(bad)} unusable images in the {split} split of {root}: {listing}",
+              file=sys.stderr)
         if not chosen:
             raise BadImagesError(f"{root}: no usable images left in the {split} split")
     return DeblurDataset(chosen, train=train, crop=crop, **kwargs)

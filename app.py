@@ -64,16 +64,15 @@ PANEL_HEIGHT = 300
 
 
 def pass_upload_untouched(image: gr.Image) -> gr.Image:
-    """Hand the uploaded file to the package as it is. Gradio's own preprocessing opens it with Pillow first (so a
-    corrupt file fails before our clear error message) and may re-encode it (dropping alpha or 16-bit depth).
-    Overridden on the instance rather than in a subclass: Gradio writes a .pyi stub beside any module that defines
-    a component subclass."""
-    default_preprocess = image.preprocess
+    """Hand the uploaded file (or a base64 data: URL, as the API and a pasted image send it) to the package as it is.
+    Gradio's own preprocessing opens it with Pillow first (so a corrupt file fails before our clear error message)
+    and re-encodes it (as lossy WebP, dropping alpha, grayscale or 16-bit depth). Overridden on the instance rather
+    than in a subclass: Gradio writes a .pyi stub beside any module that defines a component subclass."""
 
     def preprocess(payload):
-        if payload is not None and payload.path:
-            return str(payload.path)
-        return default_preprocess(payload)  # e.g. a pasted image sent as a data URL
+        if payload is None:
+            return None
+        return str(payload.path) if payload.path else payload.url
 
     image.preprocess = preprocess
     return image
@@ -375,10 +374,13 @@ with gr.Blocks(title="ViTDeblur", delete_cache=(3600, 3600)) as demo:
                       outputs=[loupe, loupe_caption, loupe_centre], queue=False, show_progress="hidden",
                       api_visibility="private")
 
-demo.queue(default_concurrency_limit=1, max_size=16)  # one deblur at a time: each uses every core (or the GPU)
+# One deblur at a time (each uses every core, or the GPU); up to queue_size() wait, each shown its place in the queue.
+demo.queue(default_concurrency_limit=1, max_size=app_logic.queue_size())
 
+# max_file_size: larger uploads are refused before they reach the disk.
 LAUNCH_OPTIONS = dict(allowed_paths=[str(examples.EXAMPLES_DIR), os.environ["GRADIO_EXAMPLES_CACHE"], str(PROJECT_README),
-                                     *(str(f / "README.md") for f in CHECKPOINT_FOLDERS.values())], css=CSS)
+                                     *(str(f / "README.md") for f in CHECKPOINT_FOLDERS.values())], css=CSS,
+                      max_file_size=app_logic.max_upload_bytes())
 
 if __name__ == "__main__":
     demo.launch(**LAUNCH_OPTIONS)

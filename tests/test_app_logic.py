@@ -1,6 +1,8 @@
 """Unit tests of the app's logic (vitdeblur.app_logic) and of app.py's handler, without a server."""
 
+import base64
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -288,3 +290,57 @@ def test_training_note_reads_the_numbers_from_the_checkpoint_files(tmp_path):
                                        for v in app_logic.VARIANTS})
     gopro = app_logic.checkpoint_facts(REPO_ROOT / "checkpoints" / "adam")["metrics"]["gopro"]
     assert f"{gopro['psnr']:.2f}" in shipped  # whatever the shipped checkpoints say, the note says
+
+
+def data_url(path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def test_data_url_goes_through_the_package_reader_untouched(models, tmp_path):
+    ramp = np.tile(np.linspace(1000, 60000, 96).astype(np.uint16), (64, 1))
+    Image.fromarray(ramp).save(tmp_path / "gray16.png")
+    outcome = app_logic.deblur(data_url(tmp_path / "gray16.png"), "adam", models)
+    assert outcome.blurred.mode == "L" and outcome.name == "pasted_image"
+    # 16-bit precision reaches the model: the shown input is the ramp to within 8-bit rounding
+    assert np.abs(np.asarray(outcome.blurred, np.float32) - ramp / 257).max() <= 0.5 + 1e-3
+
+
+@pytest.mark.parametrize("url, message", [
+    ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAA", "not valid base64"),
+    ("data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 40).decode(), "pasted image"),
+    ("data:text/plain,hello", "not a base64 data: URL"),
+])
+def test_bad_data_url_is_a_clear_image_error(models, url, message):
+    with pytest.raises(ImageError, match=message):
+        app_logic.deblur(url, "adam", models)
+
+
+def test_data_url_over_the_upload_limit_is_refused(models, monkeypatch):
+    monkeypatch.setenv("VITDEBLUR_MAX_FILE_MB", "0.001")
+    with pytest.raises(ImageError, match="over the 0.001 MB limit"):
+        app_logic.deblur("data:image/png;base64," + "A" * 4000, "adam", models)
+
+
+def test_animated_gif_gets_a_note(models, tmp_path):
+    frames = [Image.fromarray(photo(name, (64, 48))) for name in ("coffee", "rocket", "camera")]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    outcome = app_logic.deblur(tmp_path / "anim.gif", "adam", models)
+    assert "the image is animated (3 frames); only its first frame was deblurred" in outcome.notes
+    assert "animated (3 frames)" in app_logic.metrics_markdown(outcome)
+
+
+def test_large_photo_is_decoded_at_the_processing_size(models, tmp_path):
+    Image.fromarray(photo("astronaut", (1200, 900))).save(tmp_path / "big.jpg", quality=90)
+    outcome = app_logic.deblur(tmp_path / "big.jpg", "adam", models, max_megapixels=0.05)
+    assert outcome.original_size == (1200, 900) and outcome.size[0] * outcome.size[1] <= 50_000
+    assert "downscaled from 1200x900" in app_logic.metrics_markdown(outcome)
+
+
+def test_upload_and_queue_settings(monkeypatch):
+    assert app_logic.max_upload_bytes() == 50_000_000 and app_logic.queue_size() >= 64
+    monkeypatch.setenv("VITDEBLUR_MAX_FILE_MB", "5")
+    monkeypatch.setenv("VITDEBLUR_QUEUE_SIZE", "200")
+    assert app_logic.max_upload_bytes() == 5_000_000 and app_logic.queue_size() == 200
+    monkeypatch.setenv("VITDEBLUR_QUEUE_SIZE", "-3")
+    with pytest.raises(ValueError, match=r"\$VITDEBLUR_QUEUE_SIZE must be a positive number, got '-3'"):
+        app_logic.queue_size()

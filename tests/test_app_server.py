@@ -1,6 +1,9 @@
 """End-to-end tests of app.py as users reach it: `python app.py` on localhost with tiny checkpoints, driven through
 gradio_client (the documented API) and through a real browser (Playwright + Debian's Chromium)."""
 
+import base64
+import io
+import json
 import os
 import signal
 import socket
@@ -10,6 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from app_fixtures import REPO_ROOT, make_tiny_checkpoints
@@ -27,6 +31,7 @@ ARTIFACTS = REPO_ROOT / "test-artifacts"  # screenshots for people to look at (g
 EXAMPLE = REPO_ROOT / "examples" / "chelsea-motion"  # the smallest example with ground truth: fast on CPU
 STARTUP_TIMEOUT_S = 180  # importing torch and gradio is slow on a busy 2-core machine
 REQUEST_TIMEOUT_S = 180
+UPLOAD_LIMIT_MB = 2
 
 
 def free_port() -> int:
@@ -44,7 +49,8 @@ def server(tmp_path_factory):
     port = free_port()
     env = {**os.environ, "VITDEBLUR_ADAM": str(checkpoints / "adam"), "VITDEBLUR_SGD": str(checkpoints / "sgd"),
            "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
-           "HF_HUB_OFFLINE": "1", "TMPDIR": str(tmp / "tmp"), "PYTHONUNBUFFERED": "1"}
+           "HF_HUB_OFFLINE": "1", "TMPDIR": str(tmp / "tmp"), "PYTHONUNBUFFERED": "1",
+           "VITDEBLUR_MAX_FILE_MB": str(UPLOAD_LIMIT_MB)}
     log_path = tmp / "server.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO_ROOT, env=env, stdout=log,
@@ -161,6 +167,42 @@ def test_bad_upload_gets_a_message_and_the_app_keeps_serving(client, tmp_path, c
     assert "Traceback" not in str(error.value)
     blurred, adam, *_ = deblur(client, rgba_png(tmp_path / "next.png"), "adam")
     assert Image.open(adam).size == (96, 64)
+
+
+def test_upload_over_the_limit_is_refused(server):
+    too_big = os.urandom((UPLOAD_LIMIT_MB + 1) * 1_000_000)
+    response = httpx.post(server + "gradio_api/upload", files={"files": ("big.png", too_big, "image/png")},
+                          timeout=REQUEST_TIMEOUT_S)
+    assert response.status_code == 413 and "File size exceeded" in response.text
+
+
+def call_with_data_url(server, url: str) -> list:
+    """The REST API with the image inline as base64 (how the API's url/data form sends it)."""
+    api = server + "gradio_api/call/deblur"
+    image = {"url": url, "meta": {"_type": "gradio.FileData"}}
+    event_id = httpx.post(api, json={"data": [image, "adam", 1.5]}, timeout=30).json()["event_id"]
+    stream = httpx.get(f"{api}/{event_id}", timeout=REQUEST_TIMEOUT_S).text
+    kind, data = [line.split(": ", 1)[1] for line in stream.strip().splitlines()[-2:]]
+    return kind, json.loads(data)
+
+
+def test_base64_image_keeps_16_bit_grayscale(server, tmp_path):
+    ramp = np.tile(np.linspace(1000, 60000, 96).astype(np.uint16), (64, 1))
+    Image.fromarray(ramp).save(tmp_path / "gray16.png")
+    url = "data:image/png;base64," + base64.b64encode((tmp_path / "gray16.png").read_bytes()).decode()
+    kind, outputs = call_with_data_url(server, url)
+    assert kind == "complete", outputs
+    blurred = Image.open(io.BytesIO(httpx.get(outputs[0]["url"], timeout=30).content))
+    assert blurred.mode == "L" and np.abs(np.asarray(blurred, np.float32) - ramp / 257).max() <= 0.5 + 1e-3
+    kind, message = call_with_data_url(server, url[:200])  # cut short
+    assert kind == "error" and "not valid base64" in str(message)
+
+
+def test_twenty_concurrent_calls_all_get_through_the_queue(client, tmp_path):
+    photo = rgba_png(tmp_path / "logo.png", width=64, height=48)
+    jobs = [client.submit(handle_file(str(photo)), "adam", api_name="/deblur") for _ in range(20)]
+    results = [job.result(timeout=REQUEST_TIMEOUT_S) for job in jobs]
+    assert all(Image.open(result[1]).size == (64, 48) for result in results)
 
 
 EXAMPLE_INDEX = [e.name for e in list_examples()].index(EXAMPLE.name)  # the thumbnails are in this order

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import save
 from PIL import Image
 
 from vitdeblur.__main__ import main
@@ -104,3 +105,67 @@ def test_deblur_and_evaluate_take_a_precision(tiny_checkpoint, pairs_folder, tmp
     assert json.loads((tmp_path / "m.json").read_text())["precision"] == "fp32"
     with pytest.raises(SystemExit):
         main(["deblur", str(pairs_folder / "blur" / "00.png"), "-o", str(tmp_path / "x"), "--precision", "fp8"])
+
+
+def test_deblur_never_replaces_an_existing_file_unless_asked(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "ow"
+    out.mkdir()
+    Image.new("RGB", (40, 30), "blue").save(out / "photo.jpg")
+    Image.new("RGB", (20, 10), "red").save(out / "photo.png")  # unrelated to the input, and in the way
+    before = (out / "photo.png").read_bytes()
+    with pytest.raises(SystemExit, match=f"exist already: {out / 'photo.png'}; add --overwrite"):
+        main(["deblur", str(out / "photo.jpg"), "-o", str(out), "--checkpoint", str(tiny_checkpoint)])
+    assert (out / "photo.png").read_bytes() == before
+    main(["deblur", str(out / "photo.jpg"), "-o", str(out), "--checkpoint", str(tiny_checkpoint), "--overwrite"])
+    assert Image.open(out / "photo.png").size == (40, 30)
+    assert sorted(p.name for p in out.iterdir()) == ["photo.jpg", "photo.png"]  # no temporary file left
+
+
+def test_write_errors_are_one_line_each_and_the_batch_goes_on(tiny_checkpoint, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    for name in ("a", "b", "c"):
+        save(np.full((30, 40, 3), 90, np.uint8), inputs / f"{name}.png")
+    out = tmp_path / "out"
+    (out / "b.png").mkdir(parents=True)  # a folder where a result should go
+    with pytest.raises(SystemExit, match="1 of 3 inputs could not be deblurred"):
+        main(["deblur", str(inputs), "-o", str(out), "--checkpoint", str(tiny_checkpoint), "--overwrite"])
+    err = capsys.readouterr().err
+    assert f"skipped: {inputs / 'b.png'}: cannot write {out / 'b.png'}" in err and "Traceback" not in err
+    assert Image.open(out / "a.png").size == Image.open(out / "c.png").size == (40, 30)
+
+
+def test_output_folder_that_is_a_file_is_a_one_line_error(tiny_checkpoint, tmp_path):
+    save(np.zeros((30, 40, 3), np.uint8), tmp_path / "a.png")
+    (tmp_path / "out").write_text("a file")
+    with pytest.raises(SystemExit, match=f"^error: -o {tmp_path / 'out'} is a file"):
+        main(["deblur", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--checkpoint", str(tiny_checkpoint)])
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "0"])
+def test_bad_megapixel_limit_is_a_clear_error(tmp_path, capsys, value):
+    with pytest.raises(SystemExit):
+        main(["deblur", str(tmp_path), "-o", str(tmp_path / "out"), "--max-megapixels", value])
+    assert f"--max-megapixels: must be a positive number of megapixels, got '{value}'" in capsys.readouterr().err
+
+
+def test_animated_gif_in_a_folder_is_deblurred_with_a_note(tiny_checkpoint, tmp_path, capsys):
+    frames = [Image.new("RGB", (40, 30), colour) for colour in ("red", "green")]
+    (tmp_path / "in").mkdir()
+    frames[0].save(tmp_path / "in" / "anim.gif", save_all=True, append_images=frames[1:])
+    main(["deblur", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--checkpoint", str(tiny_checkpoint)])
+    assert Image.open(tmp_path / "out" / "anim.png").size == (40, 30)
+    assert "animated (2 frames); only its first frame is deblurred" in capsys.readouterr().err
+
+
+def test_evaluate_checks_its_outputs_before_evaluating(tiny_checkpoint, pairs_folder, tmp_path, capsys):
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    with pytest.raises(SystemExit, match="^error: cannot write .*blocker/m.json"):
+        main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--data", str(pairs_folder),
+              "--json", str(tmp_path / "blocker" / "m.json"), "--device", "cpu"])
+    assert "PSNR" not in capsys.readouterr().out  # stopped before the evaluation ran
+    with pytest.raises(SystemExit, match="is a folder"):
+        main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--data", str(pairs_folder),
+              "--grid", str(tmp_path), "--device", "cpu"])
+    main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--data", str(pairs_folder),
+          "--json", str(tmp_path / "new" / "folder" / "m.json"), "--device", "cpu"])
+    assert json.loads((tmp_path / "new" / "folder" / "m.json").read_text())["n"] == 1

@@ -1,12 +1,14 @@
 import numpy as np
 import pytest
 from conftest import photo, save
+from PIL import Image
 
 from vitdeblur.data import (
     DeblurDataset,
     average_frames,
     detect_layout,
     find_pairs,
+    BadImagesError,
     load_dataset,
     make_frame_pairs,
     split_pairs,
@@ -158,3 +160,26 @@ def test_empty_split_and_small_images_are_clear_errors(pairs_folder, tmp_path):
         load_dataset(tmp_path / "two", "test", train=False)
     with pytest.raises(ValueError, match="smaller than the 128 px crop"):
         load_dataset(pairs_folder, "train", train=True, crop=128)[0]
+
+
+def test_bad_images_are_all_listed_up_front_or_skipped(pairs_folder):
+    (pairs_folder / "blur" / "03.png").write_bytes(b"not an image")
+    sharp = pairs_folder / "sharp" / "05.png"
+    sharp.write_bytes(sharp.read_bytes()[:-300])  # truncated
+    save(photo("coffee", (40, 30)), pairs_folder / "sharp" / "07.png")  # smaller than the crop, and than its blur
+    with pytest.raises(BadImagesError, match="3 unusable images") as error:
+        load_dataset(pairs_folder, "all", train=True, crop=48)
+    message = str(error.value)
+    assert "03.png: not an image" in message and "05.png: the file is corrupt or truncated" in message
+    assert "07.png: 40x30 is smaller than the 48 px crop" in message and "\n" not in message
+    dataset = load_dataset(pairs_folder, "all", train=True, crop=48, skip_bad_images=True)
+    assert sorted(p.sharp.name for p in dataset.pairs) == ["00.png", "01.png", "02.png", "04.png", "06.png",
+                                                          "08.png", "09.png"]
+    for i in range(len(dataset)):
+        dataset[i]  # every remaining pair reads
+
+
+def test_gif_files_are_part_of_a_folder(sharp_folder):
+    frames = [Image.fromarray(photo("rocket", (96, 80))), Image.fromarray(photo("coffee", (96, 80)))]
+    frames[0].save(sharp_folder / "10_anim.gif", save_all=True, append_images=frames[1:])
+    assert "10_anim.gif" in [p.sharp.name for p in find_pairs(sharp_folder)]

@@ -64,6 +64,13 @@ def test_config_with_unknown_fields_fails_clearly(tiny_checkpoint):
         load_model(tiny_checkpoint)
 
 
+def test_malformed_config_names_the_file(tiny_checkpoint):
+    config = tiny_checkpoint / "config.json"
+    config.write_text(config.read_text()[:40])
+    with pytest.raises(CheckpointError, match=f"^{config}: not valid JSON"):
+        load_model(tiny_checkpoint)
+
+
 def test_pickle_weights_are_refused(tiny_checkpoint):
     state = tiny_model().state_dict()
     (tiny_checkpoint / "model.safetensors").unlink()

@@ -126,3 +126,24 @@ def test_held_out_sets_validate_and_device_batches_train(sharp_folder, pairs_fol
     name = next(k for k in saved if k.endswith("head.weight"))
     assert torch.allclose(saved[name].float(), ema_weights[name].float())
     assert not torch.equal(ema_weights[name], state["model"][name])  # the EMA lags the raw weights
+
+
+def test_a_bad_image_stops_the_run_before_step_1_or_is_skipped(pairs_folder, tmp_path, capsys):
+    (pairs_folder / "sharp" / "02.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match="1 unusable images .*02.png.*--skip-bad-images"):
+        run(pairs_folder, out, "--epochs", "1")
+    assert not (out / "log.csv").exists() and not (out / "train_state.pt").exists()
+    run(pairs_folder, out, "--epochs", "1", "--skip-bad-images")
+    assert "warning: skipping 1 unusable images" in capsys.readouterr().err
+    assert json.loads((out / "train_config.json").read_text())["train_images"] == 7  # 8 in the train split, less one
+
+
+def test_corrupt_train_state_is_a_one_line_error(pairs_folder, tmp_path):
+    out = tmp_path / "run"
+    run(pairs_folder, out, "--epochs", "1")
+    state = out / "train_state.pt"
+    state.write_bytes(state.read_bytes()[:1000])
+    with pytest.raises(SystemExit, match=f"^error: cannot resume from {state}: it is corrupt") as error:
+        run(pairs_folder, out, "--epochs", "2", "--resume")
+    assert "\n" not in str(error.value)

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import platform
 import time
 import typing
@@ -33,7 +34,7 @@ from tqdm import tqdm
 
 from train.device_data import DeviceBatches
 from train.recipes import CHOICES, RECIPES, Recipe
-from vitdeblur.data import LAYOUTS, load_dataset
+from vitdeblur.data import LAYOUTS, BadImagesError, load_dataset
 from vitdeblur.evaluate import psnr
 from vitdeblur.hub import load_model, save_checkpoint
 from vitdeblur.inference import resolve_device
@@ -67,6 +68,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device-data", action=argparse.BooleanOptionalAction, default=None,
                    help="hold the data in device memory and blur batches there (default: on with CUDA)")
     p.add_argument("--max-minutes", type=float, help="stop (and save) once training has run this long")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="leave out unreadable or too small images (with a warning) instead of stopping; every image "
+                        "is checked before training starts")
     p.add_argument("--seed", type=int, default=0)
     overrides = p.add_argument_group("recipe overrides", "each replaces one field of the --recipe (train/recipes.py)")
     types = typing.get_type_hints(Recipe)
@@ -198,8 +202,9 @@ def validate(model, datasets, recipe: Recipe, device, dtype, names: list[str] | 
 
 def validation_sets(args: argparse.Namespace, recipe: Recipe) -> tuple[list, list[str]]:
     """The val split of every --data folder, and every --val-data folder whole; with a short name for each."""
-    sets = [load_dataset(d, "val", train=False, layout=args.layout, crop=recipe.val_crop) for d in args.data]
-    sets += [load_dataset(d, "all", train=False, layout=args.layout, crop=recipe.val_crop) for d in args.val_data]
+    options = dict(train=False, layout=args.layout, crop=recipe.val_crop, skip_bad_images=args.skip_bad_images)
+    sets = [load_dataset(d, "val", **options) for d in args.data]
+    sets += [load_dataset(d, "all", **options) for d in args.val_data]
     names = [f"val_{Path(d).name}" for d in args.data] + [f"heldout_{Path(d).name}" for d in args.val_data]
     return sets, names
 
@@ -334,13 +339,19 @@ def restore_state(out: Path, resume: bool, model, ema, optimizer, scheduler, dev
         return Progress()
     if not state_path.exists():
         raise SystemExit(f"error: --resume given but {state_path} does not exist")
-    state = torch.load(state_path, map_location=device, weights_only=True)
-    model.load_state_dict(state["model"])
-    if ema:
-        ema.load_state_dict(state["ema"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    progress = Progress(**{f.name: state[f.name] for f in dataclasses.fields(Progress)})
+    try:
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        if ema:
+            ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        progress = Progress(**{f.name: state[f.name] for f in dataclasses.fields(Progress)})
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SystemExit(f"error: cannot resume from {state_path}: it is corrupt or from a different model or "
+                         f"recipe ({reason}); its last/ and best/ checkpoints can start a new run with --init"
+                         ) from None
     if main_process:
         trim_log(out / "log.csv", progress.epoch, fields)
         print(f"resumed from {state_path}: epoch {progress.epoch}, step {progress.step}")
@@ -424,8 +435,12 @@ def main(argv=None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    train_sets = [load_dataset(d, "train", train=True, layout=args.layout, crop=recipe.crop) for d in args.data]
-    val_sets, val_names = validation_sets(args, recipe)
+    try:  # every image is checked here, so a bad one stops the run before its first step
+        train_sets = [load_dataset(d, "train", train=True, layout=args.layout, crop=recipe.crop,
+                                   skip_bad_images=args.skip_bad_images) for d in args.data]
+        val_sets, val_names = validation_sets(args, recipe)
+    except BadImagesError as e:
+        raise SystemExit(f"error: {e}; fix or remove them, or add --skip-bad-images to train without them") from None
     fields = log_fields(val_names)
     device_data = args.device_data if args.device_data is not None else device.type == "cuda"
     loader = build_loader(args, recipe, train_sets, device, device_data, rank, distributed)

@@ -5,16 +5,34 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 from vitdeblur.data import LAYOUTS, SPLITS, list_images, load_dataset, make_frame_pairs
 from vitdeblur.evaluate import evaluate, save_grid
 from vitdeblur.hub import CheckpointError, load_model
-from vitdeblur.images import ImageError
+from vitdeblur.images import ImageError, check_megapixels, load_image, save_png
 from vitdeblur.inference import PRECISIONS, deblur_image, resolve_device, use_available_cores
 
 
+def writable_file(path: str | None) -> None:
+    """Make sure an output file can be written (creating its folder) before the work that produces it starts."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise SystemExit(f"error: {path} is a folder; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as e:
+        raise SystemExit(f"error: cannot write {path} ({e.strerror or e})") from None
+
+
 def cmd_evaluate(args) -> None:
+    writable_file(args.json)
+    writable_file(args.grid)
     model = load_model(args.checkpoint, resolve_device(args.device))
     dataset = load_dataset(args.data, args.split, train=False, layout=args.layout, kaggle_blur=args.kaggle_blur)
     metrics, rows = evaluate(model, dataset, grid_rows=args.grid_rows if args.grid else 0,
@@ -27,14 +45,12 @@ def cmd_evaluate(args) -> None:
     print(f"{metrics['n']} images ({args.split} split of {args.data}), {metrics['seconds_per_image']:.3f} s/image "
           f"on {metrics['device']} ({args.precision}), gain {metrics['psnr_gain']:+.2f} dB")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(metrics, indent=2))
     if args.grid:
         save_grid(rows, args.grid, labels=["blurred", "deblurred", "sharp"])
 
 
 def cmd_deblur(args) -> None:
-    model = load_model(args.checkpoint, resolve_device(args.device))
     inputs = []
     for item in map(Path, args.inputs):
         inputs += list_images(item) if item.is_dir() else [item]
@@ -44,18 +60,32 @@ def cmd_deblur(args) -> None:
     if clashes:  # never overwrite an input, nor one result with another
         raise SystemExit(f"error: these outputs would overwrite an input or each other: {', '.join(clashes)}; "
                          "choose another -o folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not args.overwrite:
+        raise SystemExit(f"error: these outputs exist already: {', '.join(existing)}; add --overwrite to replace "
+                         "them, or choose another -o folder")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SystemExit(f"error: -o {out_dir} is a file; give a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SystemExit(f"error: cannot create the output folder {out_dir} ({e.strerror or e})") from None
+    model = load_model(args.checkpoint, resolve_device(args.device))
     failures = 0
     for path, target in zip(inputs, targets):
-        try:
-            result = deblur_image(model, path, max_megapixels=args.max_megapixels, precision=args.precision,
-                                  tile_size=args.tile_size)
-        except ImageError as e:  # one bad file must not stop the others
-            print(f"skipped: {e}", file=sys.stderr)
+        try:  # one bad file, or one that cannot be written, must not stop the others
+            image = load_image(path, max_megapixels=args.max_megapixels)
+            if image.frames > 1:
+                print(f"note: {path} is animated ({image.frames} frames); only its first frame is deblurred",
+                      file=sys.stderr)
+            save_png(deblur_image(model, image, precision=args.precision, tile_size=args.tile_size), target, overwrite=args.overwrite)
+            print(f"{path} -> {target}")
+        except ImageError as e:
             failures += 1
-            continue
-        result.save(target)
-        print(f"{path} -> {target}")
+            print(f"skipped: {e}", file=sys.stderr)
+        except OSError as e:
+            failures += 1
+            print(f"skipped: {path}: cannot write {target} ({e.strerror or e})", file=sys.stderr)
     if failures:
         raise SystemExit(f"{failures} of {len(inputs)} inputs could not be deblurred")
 
@@ -82,6 +112,14 @@ def image_size(text: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
     return width, height
+
+
+def positive_megapixels(text: str) -> float:
+    try:
+        check_megapixels(value := float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number of megapixels, got {text!r}") from None
+    return value
 
 
 def cmd_make_pairs(args) -> None:
@@ -118,7 +156,9 @@ def main(argv: list[str] | None = None) -> None:
     add_model_args(db)
     db.add_argument("inputs", nargs="+", help="image files or folders")
     db.add_argument("-o", "--output", required=True, help="output folder")
-    db.add_argument("--max-megapixels", type=float, default=None, help="downscale larger inputs first")
+    db.add_argument("--overwrite", action="store_true", help="replace outputs that exist already (else an error)")
+    db.add_argument("--max-megapixels", type=positive_megapixels, default=None,
+                    help="downscale larger inputs while reading them")
     db.set_defaults(func=cmd_deblur)
 
     be = sub.add_parser("bench", help="GFLOP, seconds per 1280x720 and per 12 MP photo, GEMM peak, peak memory")

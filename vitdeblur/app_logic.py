@@ -6,6 +6,8 @@ with one or both variants, and reporting PSNR/SSIM (against an example's ground 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import math
@@ -29,7 +31,7 @@ from scipy.signal import convolve2d
 from vitdeblur.evaluate import psnr, ssim
 from vitdeblur.examples import EXAMPLES_DIR, Example, find_example
 from vitdeblur.hub import VARIANTS, load_model, resolve_checkpoint
-from vitdeblur.images import LoadedImage, limit_megapixels, load_image, to_pil
+from vitdeblur.images import ImageError, LoadedImage, check_megapixels, load_image, to_pil
 from vitdeblur.inference import deblur_array, resolve_device, resolve_precision
 from vitdeblur.synthesis import blur_image, defocus_kernel, motion_kernel
 
@@ -42,6 +44,34 @@ CHOICES = (*VARIANTS, "both")  # the values of the app's variant setting and of 
 DEFAULT_MAX_MEGAPIXELS = {"cpu": 6.0, "cuda": 12.0}
 MAX_MEGAPIXELS_LIMIT = {"cpu": 12.0, "cuda": 48.0}  # the most the setting allows
 RESULTS_MAX_AGE_S = 3600  # result PNGs older than this are deleted when new ones are written
+# Uploads above this many megabytes are refused by the server ($VITDEBLUR_MAX_FILE_MB); 50 MB holds any camera JPEG
+# or a 16-bit PNG of about 25 megapixels.
+DEFAULT_MAX_FILE_MB = 50
+# Requests that may wait in the queue ($VITDEBLUR_QUEUE_SIZE); one runs at a time, later ones are told it is full.
+DEFAULT_QUEUE_SIZE = 64
+
+
+def _positive_setting(variable: str, default: float) -> float:
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"${variable} must be a positive number, got {text!r}")
+    return value
+
+
+def max_upload_bytes() -> int:
+    """The app's upload limit in bytes."""
+    return int(_positive_setting("VITDEBLUR_MAX_FILE_MB", DEFAULT_MAX_FILE_MB) * 1_000_000)
+
+
+def queue_size() -> int:
+    """How many requests may wait in the app's queue."""
+    return int(_positive_setting("VITDEBLUR_QUEUE_SIZE", DEFAULT_QUEUE_SIZE))
 
 # What the variants are, for users who do not know the optimisers: the labels name optimiser and loss, as the study does.
 VARIANT_LABELS = {"adam": "Adam + L1 (adam)", "sgd": "SGD + MSE (sgd)"}
@@ -142,24 +172,42 @@ def safe_stem(name: str) -> str:
     return stem[:60] or "image"
 
 
+def read_data_url(url: str, max_bytes: int | None = None) -> bytes:
+    """The bytes of a base64 `data:` URL (how the API and a pasted image send an image inline), exactly as sent."""
+    header, _, payload = url.partition(",")
+    if not header.startswith("data:") or not header.endswith(";base64"):
+        raise ImageError("the image data is not a base64 data: URL")
+    if max_bytes is not None and len(payload) * 3 // 4 > max_bytes:
+        raise ImageError(f"the image is over the {max_bytes / 1e6:g} MB limit")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except binascii.Error as e:
+        raise ImageError(f"the image data is not valid base64 (cut short?): {e}") from None
+
+
 def deblur(source: str | Path, choice: str, models: Models, max_megapixels: float | None = None,
            examples_dir: str | Path = EXAMPLES_DIR, progress: ProgressCallback | None = None) -> Outcome:
-    """Read `source` (a file path), deblur it with the chosen variant(s) and measure against the ground truth when the
-    file is one of the examples. Raises ImageError for unreadable input, CheckpointError for missing checkpoints and
-    ValueError for an unknown variant -- all with messages meant for the user."""
+    """Read `source` (a file path, or a base64 `data:` URL), deblur it with the chosen variant(s) and measure against
+    the ground truth when the file is one of the examples. Raises ImageError for unreadable input, CheckpointError
+    for missing checkpoints and ValueError for an unknown variant -- all with messages meant for the user."""
     start = time.perf_counter()
     variants = variants_for(choice)
-    _check_megapixels(max_megapixels)
+    check_megapixels(max_megapixels)
     report = progress or (lambda fraction, message: None)
-    source = Path(source)
     report(0.0, "reading the image")
-    image = load_image(source, name=source.name)
-    example = find_example(source, examples_dir)
-    original_size = image.size
-    image = limit_megapixels(image, max_megapixels)
+    if str(source).startswith("data:"):
+        name, example = "pasted image", None
+        image = load_image(read_data_url(str(source), max_upload_bytes()), name, max_megapixels)
+    else:
+        source = Path(source)
+        name, example = source.name, find_example(source, examples_dir)
+        image = load_image(source, name, max_megapixels)  # decoded straight to the processing size
+    original_size = image.original_size
     truth = _ground_truth(example, max_megapixels, image.size)
 
     notes = _downscale_notes(original_size, image.size, max_megapixels)
+    if image.frames > 1:
+        notes.insert(0, f"the image is animated ({image.frames} frames); only its first frame was deblurred")
     if example is not None and truth is None and example.sharp is not None:
         notes.append("the ground truth does not match the input's size, so no metrics")
     return _restore(example.name if example else safe_stem(source.name), image, truth, variants, models, report,
@@ -234,15 +282,14 @@ def blur_and_deblur(source: str | Path, choice: str, models: Models, settings: B
     and measure PSNR/SSIM. Transparency is dropped: the blur is defined on the colours only."""
     start = time.perf_counter()
     variants = variants_for(choice)
-    _check_megapixels(max_megapixels)
+    check_megapixels(max_megapixels)
     if not 0 <= settings.noise <= 50:
         raise ValueError("noise must be between 0 and 50 grey levels")
     report = progress or (lambda fraction, message: None)
     source = Path(source)
     report(0.0, "reading the image")
-    sharp = load_image(source, name=source.name)
-    original_size = sharp.size
-    sharp = limit_megapixels(sharp, max_megapixels)
+    sharp = load_image(source, source.name, max_megapixels)  # decoded straight to the processing size
+    original_size = sharp.original_size
     sharp = LoadedImage(sharp.rgb, None, sharp.grayscale)
     report(0.0, "blurring")
     blurred_rgb = blur_image(sharp.rgb, blur_kernel(settings), settings.noise / 255,
@@ -252,11 +299,6 @@ def blur_and_deblur(source: str | Path, choice: str, models: Models, settings: B
     blurred = LoadedImage(blurred_rgb, None, sharp.grayscale)
     notes = [f"blurred here: {settings.describe()}"] + _downscale_notes(original_size, sharp.size, max_megapixels)
     return _restore(safe_stem(source.name), blurred, sharp, variants, models, report, start, original_size, notes)
-
-
-def _check_megapixels(max_megapixels: float | None) -> None:
-    if max_megapixels is not None and max_megapixels <= 0:
-        raise ValueError("the megapixel limit must be positive")
 
 
 def _downscale_notes(original_size: tuple[int, int], size: tuple[int, int], max_megapixels: float | None) -> list[str]:
@@ -301,7 +343,7 @@ def _ground_truth(example: Example | None, max_megapixels: float | None, size: t
     """The example's sharp image, downscaled exactly like the input; None without one or if the sizes disagree."""
     if example is None or example.sharp is None:
         return None
-    truth = limit_megapixels(load_image(example.sharp), max_megapixels)
+    truth = load_image(example.sharp, max_megapixels=max_megapixels)
     return truth if truth.size == size else None
 
 

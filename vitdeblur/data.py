@@ -10,6 +10,7 @@ Layouts (``auto`` detects which):
 
 from __future__ import annotations
 
+import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +20,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from vitdeblur.images import load_image, to_uint8
+from vitdeblur.images import ImageError, check_image, load_image, to_uint8
 from vitdeblur.synthesis import GAMMA, BlurSpec, degrade_crop
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}  # a GIF gives its first frame
 LAYOUTS = ("auto", "kaggle", "gopro", "pairs", "sharp")
 SPLITS = ("train", "val", "test", "all")
 KAGGLE_BLUR = {"motion": ("motion_blurred", "_M"), "defocus": ("defocused_blurred", "_F")}
@@ -228,12 +229,49 @@ class DeblurDataset(Dataset):
         return _to_tensor(blur), _to_tensor(sharp)
 
 
+class BadImagesError(ValueError):
+    """Images of a dataset that cannot be used; the message lists every one."""
+
+
+def find_bad_images(pairs: list[Pair], crop: int | None = None) -> dict[Path, str]:
+    """Every file of `pairs` that would fail when sampled, with the reason: unreadable (header, size, and the
+    structure check of images.check_image), a blurred image whose size differs from its sharp one, or (with `crop`)
+    an image smaller than the training crop. Cheap: no pixels are decoded."""
+    bad, sizes = {}, {}
+    for path in dict.fromkeys(p for pair in pairs for p in (pair.sharp, pair.blur) if p is not None):
+        try:
+            sizes[path] = check_image(path)
+        except ImageError as e:
+            bad[path] = str(e).removeprefix(f"{path}: ")
+            continue
+        if crop and min(sizes[path]) < crop:
+            bad[path] = f"{sizes[path][0]}x{sizes[path][1]} is smaller than the {crop} px crop"
+    for pair in pairs:
+        usable = pair.blur in sizes and pair.sharp in sizes and not {pair.blur, pair.sharp} & bad.keys()
+        if usable and sizes[pair.blur] != sizes[pair.sharp]:
+            bad.setdefault(pair.blur, f"its size differs from {pair.sharp.name}'s")
+    return bad
+
+
 def load_dataset(root: str | Path, split: str, train: bool, layout: str = "auto", crop: int | None = None,
-                 kaggle_blur: str = "both", **kwargs) -> DeblurDataset:
+                 kaggle_blur: str = "both", skip_bad_images: bool = False, **kwargs) -> DeblurDataset:
+    """The pairs of one split as a dataset, every image checked first (find_bad_images): bad ones raise
+    BadImagesError listing them all, or with skip_bad_images are left out (their pairs too) with a warning."""
+    root = Path(root)
     pairs = find_pairs(root, layout, kaggle_blur)
     chosen = split_pairs(pairs, split)
     if not chosen:
         groups = len({p.group for p in pairs})
         raise ValueError(f"{root}: the {split} split is empty ({groups} images or scenes; the 80/10/10 split holds "
                          "some out from 3 on); use --split all, or more data")
+    bad = find_bad_images(chosen, crop if train else None)
+    if bad:
+        listing = "; ".join(f"{path.relative_to(root)}: {reason}" for path, reason in bad.items())
+        if not skip_bad_images:
+            raise BadImagesError(f"{len(bad)} unusable images in the {split} split of {root}: {listing}")
+        chosen = [p for p in chosen if p.sharp not in bad and p.blur not in bad]
+        print(f"warning: skipping {len(bad)} unusable images in the {split} split of {root}: {listing}",
+              file=sys.stderr)
+        if not chosen:
+            raise BadImagesError(f"{root}: no usable images left in the {split} split")
     return DeblurDataset(chosen, train=train, crop=crop, **kwargs)

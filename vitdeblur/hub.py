@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import json
 import os
 import shutil
 from collections.abc import Iterable
@@ -70,6 +71,8 @@ def clear_errors(name: str):
         yield
     except CheckpointError:
         raise
+    except json.JSONDecodeError as e:  # the Hub mixin reads config.json without saying which file failed
+        raise CheckpointError(f"{Path(name) / 'config.json'}: not valid JSON ({e})") from None
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, httpx2.TransportError) as e:
         raise CheckpointError(f"{as_repo}, it cannot be downloaded and is not in the local cache "
                               f"({type(e).__name__}); {offline_hint}") from None

@@ -210,7 +210,7 @@ def deblur(source: str | Path, choice: str, models: Models, max_megapixels: floa
         notes.insert(0, f"the image is animated ({image.frames} frames); only its first frame was deblurred")
     if example is not None and truth is None and example.sharp is not None:
         notes.append("the ground truth does not match the input's size, so no metrics")
-    return _restore(example.name if example else safe_stem(source.name), image, truth, variants, models, report,
+    return _restore(example.name if example else safe_stem(name), image, truth, variants, models, report,
                     start, original_size, notes)
 
 

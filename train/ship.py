@@ -1,11 +1,12 @@
 """Evaluate trained runs side by side, write the results (table, grid, loss curves) and ship checkpoints.
 
     python -m train.ship --run adam=runs/adam --run sgd=runs/sgd --run paper=runs/paper-ref-adam \
-        --test synthetic=../shared/data/sharp --test gopro=../shared/data/gopro_GOPR0477 \
+        --test synthetic=../shared/data/sharp --heldout gopro=../shared/data/gopro_GOPR0477 \
         --docs docs/results --ship adam sgd
 
-For every run (its best/ checkpoint) and test set (the test part of the 80/10/10 split) it runs the same full-resolution
-evaluation as `python -m vitdeblur evaluate`, writes RUN/metrics-TEST.json, and times one 1280x720 image on the CPU
+For every run (its best/ checkpoint) and test set (--test: the test part of the 80/10/10 split; --heldout: the whole
+folder, for data that no run trained on) it runs the same full-resolution evaluation as `python -m vitdeblur
+evaluate`, writes RUN/metrics-TEST.json, counts GFLOP per 1280x720 as tiled and times one 1280x720 image on the CPU
 (as `python -m vitdeblur bench` does, precision auto).
 --docs gets results.md (the table), grid.png (blurred | each run | sharp, on the app's examples) and
 loss_curve_RUN.png. --ship NAME...
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from vitdeblur.bench import FRAME, time_deblur
+from vitdeblur.bench import FRAME, image_flops, time_deblur
 from vitdeblur.data import load_dataset
 from vitdeblur.evaluate import evaluate, save_grid
 from vitdeblur.examples import EXAMPLES_DIR, list_examples
@@ -44,24 +45,31 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m train.ship", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", action="append", required=True, help="NAME=RUN_FOLDER, in table order")
-    parser.add_argument("--test", action="append", required=True, help="NAME=DATA_FOLDER (its test split is used)")
+    parser.add_argument("--test", action="append", default=[], help="NAME=DATA_FOLDER (its test split is used)")
+    parser.add_argument("--heldout", action="append", default=[],
+                        help="NAME=DATA_FOLDER used whole: data that no run trained on (e.g. real pairs of a scene)")
     parser.add_argument("--docs", required=True, help="folder for results.md, grid.png and the loss curves")
     parser.add_argument("--ship", nargs="*", default=[], help="run names to write to checkpoints/NAME")
     parser.add_argument("--grid-examples", default=str(EXAMPLES_DIR), help="folder of examples for the grid")
     parser.add_argument("--grid-rows", type=int, default=4)
     args = parser.parse_args(argv)
-    runs, tests = named_paths(args.run, "--run"), named_paths(args.test, "--test")
+    runs = named_paths(args.run, "--run")
+    tests = {name: (path, "test") for name, path in named_paths(args.test, "--test").items()}
+    tests.update({name: (path, "all") for name, path in named_paths(args.heldout, "--heldout").items()})
+    if not tests:
+        raise SystemExit("error: give at least one --test or --heldout")
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)  # timings are reported for 2 CPU cores
 
-    table, timings, models, evaluations = {}, {}, {}, {name: [] for name in runs}
+    table, timings, gflops, models, evaluations = {}, {}, {}, {}, {name: [] for name in runs}
     for run_name, run in runs.items():
         model = models[run_name] = load_model(run / "best", "cpu")
         timings[run_name] = time_deblur(model, *FRAME, precision="auto", repeats=2)  # as `vitdeblur bench` times it
-        for test_name, data in tests.items():
-            metrics, _ = evaluate(model, load_dataset(data, "test", train=False))
-            metrics.update(dataset=test_name, data=str(data), split="test", checkpoint=str(run / "best"))
+        gflops[run_name] = image_flops(model, *FRAME)[0] / 1e9
+        for test_name, (data, split) in tests.items():
+            metrics, _ = evaluate(model, load_dataset(data, split, train=False))
+            metrics.update(dataset=test_name, data=str(data), split=split, checkpoint=str(run / "best"))
             (run / f"metrics-{test_name}.json").write_text(json.dumps(metrics, indent=2))
             evaluations[run_name].append({k: v for k, v in metrics.items() if k != "images"})
             table[run_name, test_name] = metrics
@@ -76,14 +84,16 @@ def main(argv=None) -> None:
     save_grid(grid_rows, docs / "grid.png", height=200, labels=["blurred", *runs, "sharp"])
 
     first_run = next(iter(runs))
-    lines = ["| model | " + " | ".join(f"{t} PSNR | {t} SSIM" for t in tests) + " | s per 1280x720 (bench, 2 CPU threads) |",
-             "|---|" + "---|---|" * len(tests) + "---|",
+    lines = ["| model | " + " | ".join(f"{t} PSNR (gain) | {t} SSIM" for t in tests)
+             + " | GFLOP per 1280x720 | s per 1280x720 (bench, 2 CPU threads) |",
+             "|---|" + "---|---|" * len(tests) + "---|---|",
              "| blurred input | " + " | ".join(f"{table[first_run, t]['psnr_blurred']:.2f} | "
-                                             f"{table[first_run, t]['ssim_blurred']:.4f}" for t in tests) + " | - |"]
+                                             f"{table[first_run, t]['ssim_blurred']:.4f}" for t in tests) + " | - | - |"]
     for run_name in runs:
-        lines.append(f"| {run_name} | " + " | ".join(f"{table[run_name, t]['psnr']:.2f} | {table[run_name, t]['ssim']:.4f}"
-                                                    for t in tests) + f" | {timings[run_name]:.2f} |")
-    counts = ", ".join(f"{t}: {table[first_run, t]['n']} images" for t in tests)
+        cells = [f"{table[run_name, t]['psnr']:.2f} ({table[run_name, t]['psnr_gain']:+.2f}) | "
+                 f"{table[run_name, t]['ssim']:.4f}" for t in tests]
+        lines.append(f"| {run_name} | " + " | ".join(cells) + f" | {gflops[run_name]:.0f} | {timings[run_name]:.2f} |")
+    counts = ", ".join(f"{t}: {table[first_run, t]['n']} images ({tests[t][1]})" for t in tests)
     (docs / "results.md").write_text("\n".join(lines) + f"\n\nTest sets ({counts}).\n")
     print("\n".join(lines))
 

@@ -30,6 +30,13 @@ def count_flops(model: torch.nn.Module, height: int, width: int) -> int:
     return counter.get_total_flops()
 
 
+def image_flops(model: torch.nn.Module, width: int, height: int, **tile_options) -> tuple[int, tuple[int, int], int]:
+    """FLOPs of deblurring a width x height image as it is actually tiled; also the tile shape and count."""
+    tile, overlap = tile_settings(model, tile_options.get("tile_size"), tile_options.get("tile_overlap"))
+    (tile_h, tile_w), boxes = tile_grid(height, width, tile, overlap)
+    return count_flops(model, tile_h, tile_w) * len(boxes), (tile_h, tile_w), len(boxes)
+
+
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -87,12 +94,12 @@ def bench(model: torch.nn.Module, precisions: tuple[str, ...] = BENCH_PRECISIONS
         "gemm_peak_gflops": {p: gemm_peak(device, p) for p in precisions},
     }
     for name, (width, height), image_repeats in [("frame", frame, repeats), ("photo", photo, 1)]:
-        (tile_h, tile_w), boxes = tile_grid(height, width, tile, overlap)
-        gflop = count_flops(model, tile_h, tile_w) * len(boxes) / 1e9
+        flops, (tile_h, tile_w), tiles = image_flops(model, width, height, **tile_options)
+        gflop = flops / 1e9
         seconds = {p: time_deblur(model, width, height, p, image_repeats, **tile_options) for p in precisions}
         result[name] = {
-            "size": [width, height], "tiles": len(boxes), "tile_shape": [tile_h, tile_w],
-            "tile_overhead": len(boxes) * tile_h * tile_w / (height * width), "gflop": gflop, "seconds": seconds,
+            "size": [width, height], "tiles": tiles, "tile_shape": [tile_h, tile_w],
+            "tile_overhead": tiles * tile_h * tile_w / (height * width), "gflop": gflop, "seconds": seconds,
             "gflops": {p: gflop / s for p, s in seconds.items()},
             "share_of_gemm_peak": {p: gflop / s / result["gemm_peak_gflops"][p] for p, s in seconds.items()},
         }

@@ -145,7 +145,7 @@ def blur_and_deblur(image: str | None, variant: str = "both", motion_length: flo
     if not image:
         raise gr.Error("Upload a sharp photo or pick one of the sharp examples first.", print_exception=False)
     with user_errors():
-        settings = app_logic.BlurSettings(motion_length, motion_angle, shake, defocus_radius, noise, int(seed))
+        settings = app_logic.BlurSettings(motion_length, motion_angle, shake, defocus_radius, noise, int(seed or 0))
         outcome = app_logic.blur_and_deblur(image, variant, MODELS, settings, max_megapixels,
                                             progress=_progress_callback(progress))
         return page_outputs(outcome)
@@ -226,7 +226,8 @@ CHECKPOINT_FOLDERS = {v: folder for v in app_logic.VARIANTS
 TRAINING_NOTE = app_logic.training_note({v: app_logic.checkpoint_facts(f) for v, f in CHECKPOINT_FOLDERS.items()})
 # Lazily cached example results are only valid for these checkpoints and this code: the folder says which.
 os.environ.setdefault("GRADIO_EXAMPLES_CACHE", str(app_logic.examples_cache_folder(
-    [MODELS.spec(v) for v in app_logic.VARIANTS], DEFAULT_MAX_MEGAPIXELS, [Path(__file__), Path(app_logic.__file__)])))
+    [MODELS.spec(v) for v in app_logic.VARIANTS], f"{DEFAULT_MAX_MEGAPIXELS:g} MP, {MODELS.precision}, {MODELS.device}",
+    [Path(__file__), *sorted(Path(app_logic.__file__).parent.glob("*.py"))])))
 
 CSS = """
 #result-panels img, #input-image img, #sharp-image img { object-fit: contain; }

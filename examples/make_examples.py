@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from skimage import data as skdata
 
-from vitdeblur.data import blur_image, defocus_kernel, motion_kernel
+from vitdeblur.synthesis import blur_image, defocus_kernel, motion_kernel
 from vitdeblur.images import to_uint8
 
 EXAMPLES_DIR = Path(__file__).resolve().parent

@@ -13,6 +13,7 @@ from PIL import Image
 from vitdeblur import CheckpointError, ImageError, app_logic, load_image
 from vitdeblur.evaluate import psnr
 from vitdeblur.examples import find_example, list_examples
+from vitdeblur.synthesis import line_kernel
 
 
 @pytest.fixture(scope="module")
@@ -239,11 +240,11 @@ def test_heat_maps_share_one_scale_and_are_black_where_nothing_changed():
 
 
 def test_line_kernel_is_a_normalised_segment_at_the_angle():
-    horizontal = app_logic.line_kernel(9, 0)
+    horizontal = line_kernel(9, 0)
     assert horizontal.sum() == pytest.approx(1)
     rows = np.nonzero(horizontal.sum(axis=1) > 1e-6)[0]
     assert len(rows) == 1 and np.count_nonzero(horizontal) >= 9
-    vertical = app_logic.line_kernel(9, 90)
+    vertical = line_kernel(9, 90)
     assert np.allclose(vertical, horizontal.T, atol=1e-6)
     combined = app_logic.blur_kernel(app_logic.BlurSettings(motion_length=9, shake=7, defocus_radius=2))
     assert combined.sum() == pytest.approx(1) and combined.shape[0] > 9
@@ -344,3 +345,9 @@ def test_upload_and_queue_settings(monkeypatch):
     monkeypatch.setenv("VITDEBLUR_QUEUE_SIZE", "-3")
     with pytest.raises(ValueError, match=r"\$VITDEBLUR_QUEUE_SIZE must be a positive number, got '-3'"):
         app_logic.queue_size()
+
+
+def test_blur_your_own_reads_a_data_url_too(models, examples_dir):
+    outcome = app_logic.blur_and_deblur(data_url(examples_dir / "pair" / "sharp.png"), "adam", models,
+                                        app_logic.BlurSettings(defocus_radius=2))
+    assert outcome.name == "pasted_image" and outcome.blurred.size == (96, 80) and len(outcome.metrics) == 2

@@ -93,3 +93,14 @@ def test_save_png_never_replaces_without_overwrite(tmp_path):
     save_png(Image.new("RGB", (8, 8)), target, overwrite=True)
     assert Image.open(target).size == (8, 8)
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]  # no temporary file left behind
+
+
+def test_check_image_catches_a_truncated_jpeg(tmp_path):
+    from conftest import photo
+
+    Image.fromarray(photo("coffee", (200, 160))).save(tmp_path / "whole.jpg", quality=90)
+    data = (tmp_path / "whole.jpg").read_bytes()
+    (tmp_path / "half.jpg").write_bytes(data[:len(data) // 2])
+    assert check_image(tmp_path / "whole.jpg") == (200, 160)
+    with pytest.raises(ImageError, match="corrupt or truncated"):
+        check_image(tmp_path / "half.jpg")

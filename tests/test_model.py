@@ -39,15 +39,15 @@ def test_residual_decoder_stays_small_with_vit_tiny():
     assert count_parameters(model.decoder) <= 3.0e6
 
 
-def test_default_model_fits_the_compute_budget():
-    """The shipped default: <= 100 GFLOP per 1280x720 photo as tiled (8 tiles of 384 px, 32 px overlap)."""
-    from torch.utils.flop_counter import FlopCounterMode
+def test_the_recipes_model_fits_the_compute_budget():
+    """The shipped recipes' model: <= 100 GFLOP per 1280x720 photo, as it is tiled at inference."""
+    from train.recipes import RECIPES
+    from train.train import build_model
+    from vitdeblur.bench import image_flops
 
-    model = ViTDeblur(ViTDeblurConfig(encoder_depth=6))
+    model = build_model(RECIPES["adam"], None)
     assert model.config.decoder == "nafnet" and len(model.encoder.blocks) == 6
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.rand(1, 3, 384, 384))
-    assert counter.get_total_flops() * 8 / 1e9 <= 100
+    assert image_flops(model, 1280, 720)[0] / 1e9 <= 100
 
 
 def test_encoder_depth_beyond_the_backbone_is_refused():

@@ -27,17 +27,19 @@ class DeviceBatches:
         self.sharp_only, self.pairs = [], []
         for dataset in datasets:
             for pair in dataset.pairs:
-                to_device = lambda path: torch.from_numpy(dataset.read_uint8(path)).permute(2, 0, 1).to(device)  # noqa: E731
                 if pair.blur is None:
-                    self.sharp_only.append(to_device(pair.sharp))
+                    self.sharp_only.append(self._to_device(dataset, pair.sharp))
                 else:
-                    self.pairs.append((to_device(pair.blur), to_device(pair.sharp)))
+                    self.pairs.append((self._to_device(dataset, pair.blur), self._to_device(dataset, pair.sharp)))
         too_small = [tuple(t.shape[1:]) for t in self.sharp_only + [p[1] for p in self.pairs] if min(t.shape[1:]) < crop]
         if too_small:
             raise ValueError(f"images smaller than the crop size {crop}: {too_small[:3]}")
         self.blur_spec = blur_spec or BlurSpec()
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.rng = np.random.default_rng(seed + 1)
+
+    def _to_device(self, dataset: DeblurDataset, path) -> torch.Tensor:
+        return torch.from_numpy(dataset.read_uint8(path)).permute(2, 0, 1).to(self.device)  # uint8 (3, H, W)
 
     def __len__(self) -> int:
         return self.steps

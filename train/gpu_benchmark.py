@@ -15,7 +15,7 @@ import torch
 
 from train.recipes import RECIPES
 from train.train import amp_dtype, make_optimizer, train_step
-from vitdeblur.model import ViTDeblur, ViTDeblurConfig
+from vitdeblur.model import DECODERS, ViTDeblur, ViTDeblurConfig
 
 
 def benchmark(recipe_name: str, decoder: str, steps: int, batch_size: int, crop: int, device: torch.device) -> dict:
@@ -56,7 +56,7 @@ def main() -> None:
     print(f"device: {name}; vit_base_patch16_224, {args.crop}x{args.crop}, batch {args.batch_size}, "
           f"{args.steps} timed steps")
     for recipe_name in ("adam", "sgd"):
-        for decoder in ("residual", "paper"):
+        for decoder in DECODERS:
             r = benchmark(recipe_name, decoder, args.steps, args.batch_size, args.crop, device)
             print(f"{r['recipe']:5} {r['decoder']:9} {r['dtype']:9} {r['images_per_s']:9.1f} img/s   "
                   f"peak {r['peak_gib']:.2f} GiB", flush=True)

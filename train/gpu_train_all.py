@@ -18,6 +18,7 @@ travels). Rehearse it on the CPU first with tiny settings: --backbone test_vit -
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tarfile
 import tempfile
 import time
@@ -27,12 +28,11 @@ import torch
 
 from train.device_data import DeviceBatches
 from train.recipes import RECIPES
-from train.train import amp_dtype, make_optimizer, train_step
+from train.train import amp_dtype, build_model, make_optimizer, train_step
 from train.train import main as train_main
 from vitdeblur.data import load_dataset
 from vitdeblur.hub import load_model, save_checkpoint
 from vitdeblur.inference import resolve_device
-from vitdeblur.model import ViTDeblur, ViTDeblurConfig
 
 RUNS = [("adam", "adam", RECIPES["adam"].decoder), ("sgd", "sgd", RECIPES["sgd"].decoder),
         ("paper-ref-adam", "adam", "paper"), ("paper-ref-sgd", "sgd", "paper")]
@@ -43,7 +43,7 @@ def images_per_second(data: list[str], backbone: str, batch_size: int, crop: int
                       steps: int = 30) -> float:
     """Training throughput of the adam recipe's model with on-device data."""
     recipe = RECIPES["adam"]
-    model = ViTDeblur(ViTDeblurConfig(backbone=backbone, decoder=recipe.decoder, encoder_depth=recipe.encoder_depth))
+    model = build_model(dataclasses.replace(recipe, backbone=backbone), None)
     model = model.to(device, memory_format=torch.channels_last).train()
     optimizer = make_optimizer(recipe, model)
     batches = DeviceBatches([load_dataset(d, "train", train=True, crop=crop) for d in data], batch_size, crop,

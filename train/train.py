@@ -202,6 +202,10 @@ def validate(model, datasets, recipe: Recipe, device, dtype, names: list[str] | 
 
 def validation_sets(args: argparse.Namespace, recipe: Recipe) -> tuple[list, list[str]]:
     """The val split of every --data folder, and every --val-data folder whole; with a short name for each."""
+    trained_on = {Path(d).resolve() for d in args.data}
+    if overlap := [d for d in args.val_data if Path(d).resolve() in trained_on]:
+        raise SystemExit(f"error: {overlap[0]} is given as --data and as --val-data; held-out validation must never "
+                         "be trained on")
     options = dict(train=False, layout=args.layout, crop=recipe.val_crop, skip_bad_images=args.skip_bad_images)
     sets = [load_dataset(d, "val", **options) for d in args.data]
     sets += [load_dataset(d, "all", **options) for d in args.val_data]
@@ -363,7 +367,11 @@ def trim_log(log_path: Path, epoch: int, fields: list[str]) -> None:
     if not log_path.exists():
         return
     with open(log_path) as f:
-        rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= epoch]
+        reader = csv.DictReader(f)
+        if reader.fieldnames and reader.fieldnames != fields:
+            raise SystemExit(f"error: cannot resume: {log_path} has the columns of other validation sets; resume "
+                             "with the same --data and --val-data as the run began with")
+        rows = [r for r in reader if int(r["epoch"]) <= epoch]
     with open(log_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()

@@ -33,7 +33,7 @@ from vitdeblur.examples import EXAMPLES_DIR, Example, find_example
 from vitdeblur.hub import VARIANTS, load_model, resolve_checkpoint
 from vitdeblur.images import ImageError, LoadedImage, check_megapixels, load_image, to_pil
 from vitdeblur.inference import deblur_array, resolve_device, resolve_precision
-from vitdeblur.synthesis import blur_image, defocus_kernel, motion_kernel
+from vitdeblur.synthesis import blur_image, defocus_kernel, line_kernel, motion_kernel
 
 CHOICES = (*VARIANTS, "both")  # the values of the app's variant setting and of its API
 # Processing is capped at this many megapixels by default; larger photos are downscaled first (Lanczos).
@@ -185,6 +185,19 @@ def read_data_url(url: str, max_bytes: int | None = None) -> bytes:
         raise ImageError(f"the image data is not valid base64 (cut short?): {e}") from None
 
 
+def is_data_url(source: str | Path) -> bool:
+    return str(source).startswith("data:")
+
+
+def read_input(source: str | Path, max_megapixels: float | None) -> tuple[str, LoadedImage]:
+    """(name, image) of a file path or a base64 `data:` URL (the API's inline form), read by the package's reader and
+    decoded straight to the processing size."""
+    if is_data_url(source):
+        return "pasted image", load_image(read_data_url(str(source), max_upload_bytes()), "pasted image",
+                                          max_megapixels)
+    return Path(source).name, load_image(source, Path(source).name, max_megapixels)
+
+
 def deblur(source: str | Path, choice: str, models: Models, max_megapixels: float | None = None,
            examples_dir: str | Path = EXAMPLES_DIR, progress: ProgressCallback | None = None) -> Outcome:
     """Read `source` (a file path, or a base64 `data:` URL), deblur it with the chosen variant(s) and measure against
@@ -195,13 +208,8 @@ def deblur(source: str | Path, choice: str, models: Models, max_megapixels: floa
     check_megapixels(max_megapixels)
     report = progress or (lambda fraction, message: None)
     report(0.0, "reading the image")
-    if str(source).startswith("data:"):
-        name, example = "pasted image", None
-        image = load_image(read_data_url(str(source), max_upload_bytes()), name, max_megapixels)
-    else:
-        source = Path(source)
-        name, example = source.name, find_example(source, examples_dir)
-        image = load_image(source, name, max_megapixels)  # decoded straight to the processing size
+    name, image = read_input(source, max_megapixels)
+    example = None if is_data_url(source) else find_example(Path(source), examples_dir)
     original_size = image.original_size
     truth = _ground_truth(example, max_megapixels, image.size)
 
@@ -241,25 +249,6 @@ class BlurSettings:
 MAX_BLUR_PX = 64  # the sliders' upper end; longer blur is far outside what the models saw
 
 
-def line_kernel(length: float, angle_degrees: float) -> np.ndarray:
-    """Straight-line motion blur: a segment `length` px long at `angle_degrees` (counter-clockwise, image y down),
-    drawn by bilinear splatting of many points so that any angle is smooth; sums to 1."""
-    length = max(float(length), 1.0)
-    size = int(math.ceil(length)) | 1
-    size += 2  # room for the splat on both sides
-    angle = math.radians(angle_degrees)
-    centre = (size - 1) / 2
-    kernel = np.zeros((size, size))
-    for t in np.linspace(-0.5, 0.5, max(8, int(length * 8))):
-        x, y = centre + t * (length - 1) * math.cos(angle), centre - t * (length - 1) * math.sin(angle)
-        x0, y0 = int(math.floor(x)), int(math.floor(y))
-        fx, fy = x - x0, y - y0
-        for dy, wy in ((0, 1 - fy), (1, fy)):
-            for dx, wx in ((0, 1 - fx), (1, fx)):
-                kernel[y0 + dy, x0 + dx] += wy * wx
-    return (kernel / kernel.sum()).astype(np.float32)
-
-
 def blur_kernel(settings: BlurSettings) -> np.ndarray:
     """The one kernel for all the chosen blurs (they are convolved together); [[1]] when none is chosen."""
     for name in ("motion_length", "shake", "defocus_radius"):
@@ -286,9 +275,8 @@ def blur_and_deblur(source: str | Path, choice: str, models: Models, settings: B
     if not 0 <= settings.noise <= 50:
         raise ValueError("noise must be between 0 and 50 grey levels")
     report = progress or (lambda fraction, message: None)
-    source = Path(source)
     report(0.0, "reading the image")
-    sharp = load_image(source, source.name, max_megapixels)  # decoded straight to the processing size
+    name, sharp = read_input(source, max_megapixels)
     original_size = sharp.original_size
     sharp = LoadedImage(sharp.rgb, None, sharp.grayscale)
     report(0.0, "blurring")
@@ -298,7 +286,7 @@ def blur_and_deblur(source: str | Path, choice: str, models: Models, settings: B
         blurred_rgb = np.repeat(blurred_rgb.mean(axis=2, keepdims=True), 3, axis=2)
     blurred = LoadedImage(blurred_rgb, None, sharp.grayscale)
     notes = [f"blurred here: {settings.describe()}"] + _downscale_notes(original_size, sharp.size, max_megapixels)
-    return _restore(safe_stem(source.name), blurred, sharp, variants, models, report, start, original_size, notes)
+    return _restore(safe_stem(name), blurred, sharp, variants, models, report, start, original_size, notes)
 
 
 def _downscale_notes(original_size: tuple[int, int], size: tuple[int, int], max_megapixels: float | None) -> list[str]:
@@ -550,12 +538,12 @@ def results_folder(root: str | Path | None = None) -> Path:
     return folder
 
 
-def examples_cache_folder(checkpoint_specs: list[str], max_megapixels: float, code_files: list[Path],
+def examples_cache_folder(checkpoint_specs: list[str], settings: str, code_files: list[Path],
                           root: str | Path | None = None) -> Path:
     """Where Gradio caches the examples' results: a folder named by a digest of everything the results depend on
-    (the checkpoints' files, the megapixel limit, the app's code), so a retrained checkpoint never shows stale
-    results."""
-    digest = hashlib.sha256(f"{max_megapixels:g}".encode())
+    (the checkpoints' files, the settings such as the megapixel limit and precision, the code), so a retrained
+    checkpoint or changed code never shows stale results."""
+    digest = hashlib.sha256(settings.encode())
     for spec in checkpoint_specs:
         digest.update(spec.encode())
         folder = Path(resolve_checkpoint(spec))

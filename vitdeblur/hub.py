@@ -198,7 +198,7 @@ def model_card(config, evaluations: list[dict] | None = None, training: dict | N
     ]
     if training:
         lines += ["## Training", ""]
-        facts = [("recipe", "recipe"), ("loss", "loss"), ("optimizer", "optimizer"), ("learning rate", "lr"),
+        facts = [("recipe", "recipe" if "recipe" in training else "name"), ("loss", "loss"), ("optimizer", "optimizer"), ("learning rate", "lr"),
                  ("schedule", "schedule"), ("batch size", "batch_size"), ("crop", "crop"), ("steps", "steps"),
                  ("EMA decay", "ema_decay"), ("data", "data"), ("validation (never trained on)", "val_data"),
                  ("started from", "init"), ("hardware", "hardware"),
@@ -222,8 +222,9 @@ def model_card(config, evaluations: list[dict] | None = None, training: dict | N
     data = ", ".join(Path(d).name for d in training.get("data", [])) or "the data listed under Training"
     lines += [
         "## Limitations",
-        f"- Trained only on {data} (images in a `sharp` layout get synthetic motion/defocus blur of 7-41 px); expect "
-        "little on blur far outside that range (very large motion, heavy noise, low light, moving objects).",
+        f"- Trained only on {data} (images in a `sharp` layout get the project's synthetic blur: non-uniform camera "
+        "shake, motion and defocus of 0.5-32 px, unblurred pairs, highlights, noise and JPEG); expect little on blur "
+        "far outside that (very large motion, heavy noise, low light, moving objects).",
         "- " + ("The encoder started from random init: ImageNet weights could not be used where it was trained."
                 if not pretrained else "The encoder started from timm's ImageNet weights."),
         "- PSNR here is not comparable with the ~48 dB the study reports: that figure is not reproducible with "

@@ -37,8 +37,24 @@ def motion_kernel(rng: np.random.Generator, size: int) -> np.ndarray:
     points = _random_walk(rng, 96, 2)
     extent = np.abs(points).max()
     points *= (size - 1) / 2 / max(extent, 1e-6) * 0.95
+    return _splat(points + (size - 1) / 2, size)
+
+
+def line_kernel(length: float, angle_degrees: float) -> np.ndarray:
+    """Straight-line motion blur: a segment `length` px long at `angle_degrees` (counter-clockwise, image y down),
+    drawn from many points so that any angle is smooth; sums to 1."""
+    length = max(float(length), 1.0)
+    size = (int(math.ceil(length)) | 1) + 2  # room for the splat on both sides
+    angle = math.radians(angle_degrees)
+    t = np.linspace(-0.5, 0.5, max(8, int(length * 8)))[:, None] * (length - 1)
+    points = (size - 1) / 2 + t * np.array([[-math.sin(angle), math.cos(angle)]])  # (y, x)
+    return _splat(points, size)
+
+
+def _splat(points: np.ndarray, size: int) -> np.ndarray:
+    """A (size, size) kernel from (y, x) points, each spread over its 4 neighbouring pixels (bilinear), sum 1."""
     kernel = np.zeros((size, size))
-    for y, x in points + (size - 1) / 2:
+    for y, x in points:
         y0, x0 = int(np.floor(y)), int(np.floor(x))
         fy, fx = y - y0, x - x0
         for dy, wy in ((0, 1 - fy), (1, fy)):

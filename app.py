@@ -34,7 +34,7 @@ import gradio as gr
 import torch
 from PIL import Image
 
-from vitdeblur import CheckpointError, ImageError, app_logic, examples
+from vitdeblur import CheckpointError, ImageError, app_logic, examples, loupe
 from vitdeblur.inference import use_available_cores
 
 try:  # ZeroGPU Spaces: the decorated function gets a GPU for the duration of each call
@@ -166,11 +166,11 @@ def loupe_view(paths: list[str | None], zoom: int, centre: tuple[float, float] |
     side = app_logic.loupe_side(size, zoom)
     if centre is None:
         restored = [Image.open(p) for p in paths[1:1 + len(app_logic.VARIANTS)] if p]
-        centre = app_logic.most_changed_point(images[0][1], restored, side)
-    box = app_logic.loupe_box(size, centre, side)
+        centre = loupe.most_changed_point(images[0][1], restored, side)
+    box = loupe.loupe_box(size, centre, side)
     caption = (f"Region {box[2] - box[0]}x{box[3] - box[1]} px at ({box[0]}, {box[1]}) of {size[0]}x{size[1]}, "
                f"enlarged {zoom}x. Click a point on any full-size panel above to move it.")
-    return app_logic.loupe_crops(images, box, zoom), caption, list(centre)
+    return loupe.loupe_crops(images, box, zoom), caption, list(centre)
 
 
 def show_results(blurred, adam, sgd, truth, zoom):

@@ -10,7 +10,7 @@ from app_fixtures import REPO_ROOT, make_tiny_checkpoints
 from conftest import exif_rotated_jpeg, photo, png_claiming, rgba_png
 from PIL import Image
 
-from vitdeblur import CheckpointError, ImageError, app_logic, load_image
+from vitdeblur import CheckpointError, ImageError, app_logic, load_image, loupe
 from vitdeblur.evaluate import psnr
 from vitdeblur.examples import find_example, list_examples
 from vitdeblur.synthesis import line_kernel
@@ -205,19 +205,19 @@ def test_loupe_goes_where_the_models_changed_the_image_most():
     adam, sgd = blurred.copy(), blurred.copy()
     adam[70:90, 140:160] += 0.2  # a strong change in one place...
     sgd[10:20, 10:20] += 0.1  # ...and a weaker one elsewhere
-    x, y = app_logic.most_changed_point(blurred, [adam, sgd], side=32)
+    x, y = loupe.most_changed_point(blurred, [adam, sgd], side=32)
     assert abs(x - 149.5) <= 1 and abs(y - 79.5) <= 1  # centred on the strong change
-    x, y = app_logic.most_changed_point(blurred, [sgd], side=32)
+    x, y = loupe.most_changed_point(blurred, [sgd], side=32)
     assert x - 16 <= 10 and x + 16 >= 20 and y - 16 <= 10 and y + 16 >= 20  # a window holding the whole change
 
 
 def test_loupe_box_stays_inside_the_image_and_crops_line_up():
     assert app_logic.loupe_side((451, 300), 2) == 128 and app_logic.loupe_side((451, 300), 4) == 64
     assert app_logic.loupe_side((50, 40), 2) == 40  # never larger than the image
-    assert app_logic.loupe_box((451, 300), (450, 299), 128) == (323, 172, 451, 300)
-    assert app_logic.loupe_box((451, 300), (0, 0), 128) == (0, 0, 128, 128)
+    assert loupe.loupe_box((451, 300), (450, 299), 128) == (323, 172, 451, 300)
+    assert loupe.loupe_box((451, 300), (0, 0), 128) == (0, 0, 128, 128)
     image = Image.fromarray(np.arange(64 * 64 * 3, dtype=np.uint32).reshape(64, 64, 3).astype(np.uint8))
-    crops = app_logic.loupe_crops([("blurred", image), ("sharp", image)], (8, 16, 24, 32), zoom=4)
+    crops = loupe.loupe_crops([("blurred", image), ("sharp", image)], (8, 16, 24, 32), zoom=4)
     assert [caption for _, caption in crops] == ["blurred · 4x", "sharp · 4x"]
     enlarged = np.asarray(crops[0][0])
     assert enlarged.shape == (64, 64, 3)

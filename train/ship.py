@@ -8,8 +8,8 @@ For every run (its best/ checkpoint) and test set (--test: the test part of the 
 folder, for data that no run trained on) it runs the same full-resolution evaluation as `python -m vitdeblur
 evaluate`, writes RUN/metrics-TEST.json, counts GFLOP per 1280x720 as tiled and times one 1280x720 image on the CPU
 (as `python -m vitdeblur bench` does, precision auto).
---docs gets results.md (the table), grid.png (blurred | each run | sharp, on the app's examples) and
-loss_curve_RUN.png. --ship NAME...
+--docs gets results.md (the table), grid.png (blurred | each run | sharp, on the app's examples), crops.png (the same
+as 2x crops where the runs changed each example most) and loss_curve_RUN.png. --ship NAME...
 writes those runs to checkpoints/NAME in fp16 with their model card, metrics and loss curve.
 """
 
@@ -20,15 +20,20 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from vitdeblur.bench import FRAME, image_flops, time_deblur
 from vitdeblur.data import load_dataset
 from vitdeblur.evaluate import evaluate, save_grid
 from vitdeblur.examples import EXAMPLES_DIR, list_examples
 from vitdeblur.hub import SHIPPED_DIR, load_model, save_checkpoint
-from vitdeblur.images import load_image
+from vitdeblur.images import load_image, to_uint8
 from vitdeblur.inference import deblur_array
+from vitdeblur.loupe import loupe_box, loupe_crops, most_changed_point
+
+CROP_SIDE = 96  # px of the example shown in each 2x crop
 
 
 def named_paths(items: list[str], flag: str) -> dict[str, Path]:
@@ -77,11 +82,18 @@ def main(argv=None) -> None:
             shutil.copy2(run / "loss_curve.png", docs / f"loss_curve_{run_name}.png")
 
     # The visual grid uses the app's examples: images the project may publish (the test sets may not be).
-    grid_rows = []
+    # crops.png: 2x crops (nearest neighbour) where the runs changed each example most, as the app's loupe shows them.
+    grid_rows, crop_rows = [], []
     for example in [e for e in list_examples(args.grid_examples) if e.sharp][:args.grid_rows]:
         blurred = load_image(example.blurred).rgb
-        grid_rows.append([blurred, *(deblur_array(m, blurred) for m in models.values()), load_image(example.sharp).rgb])
-    save_grid(grid_rows, docs / "grid.png", height=200, labels=["blurred", *runs, "sharp"])
+        row = [blurred, *(deblur_array(m, blurred) for m in models.values()), load_image(example.sharp).rgb]
+        grid_rows.append(row)
+        box = loupe_box(blurred.shape[1::-1], most_changed_point(blurred, row[1:-1], CROP_SIDE), CROP_SIDE)
+        crops = loupe_crops([("", Image.fromarray(to_uint8(rgb))) for rgb in row], box, zoom=2)
+        crop_rows.append([np.asarray(crop, np.float32) / 255 for crop, _ in crops])
+    labels = ["blurred", *runs, "sharp"]
+    save_grid(grid_rows, docs / "grid.png", height=200, labels=labels)
+    save_grid(crop_rows, docs / "crops.png", height=2 * CROP_SIDE, labels=labels)
 
     first_run = next(iter(runs))
     lines = ["| model | " + " | ".join(f"{t} PSNR (gain) | {t} SSIM" for t in tests)

@@ -33,6 +33,7 @@ from vitdeblur.examples import EXAMPLES_DIR, Example, find_example
 from vitdeblur.hub import VARIANTS, load_model, resolve_checkpoint
 from vitdeblur.images import ImageError, LoadedImage, check_megapixels, load_image, to_pil
 from vitdeblur.inference import deblur_array, resolve_device, resolve_precision
+from vitdeblur.loupe import change_magnitude
 from vitdeblur.synthesis import blur_image, defocus_kernel, line_kernel, motion_kernel
 
 CHOICES = (*VARIANTS, "both")  # the values of the app's variant setting and of its API
@@ -381,52 +382,9 @@ LOUPE_VIEW_PX = 256  # each loupe crop is shown at this size; the region's side 
 ZOOMS = (2, 4)
 
 
-def change_magnitude(blurred: np.ndarray, restored: np.ndarray) -> np.ndarray:
-    """Per-pixel |deblurred - blurred|, averaged over the colour channels: (H, W) floats in [0, 1]."""
-    return np.abs(_as_float(restored) - _as_float(blurred)).mean(axis=2)
-
-
 def loupe_side(size: tuple[int, int], zoom: int) -> int:
     """The side of the loupe's square region for an image of `size` (width, height); never larger than the image."""
     return max(1, min(LOUPE_VIEW_PX // zoom, *size))
-
-
-def most_changed_point(blurred, restored: list, side: int) -> tuple[int, int]:
-    """The centre (x, y) of the side x side window where the variants changed the image most (the sum of
-    |deblurred - blurred| over the window and over the variants): where deblurring is worth looking at."""
-    change = sum(change_magnitude(blurred, r) for r in restored)
-    if np.isscalar(change):  # no variant ran
-        change = np.zeros(_as_float(blurred).shape[:2])
-    height, width = change.shape
-    side_y, side_x = min(side, height), min(side, width)
-    integral = np.pad(change, ((1, 0), (1, 0))).cumsum(0).cumsum(1)  # window sums in O(1) each
-    sums = (integral[side_y:, side_x:] - integral[:-side_y, side_x:] - integral[side_y:, :-side_x]
-            + integral[:-side_y, :-side_x])
-    top, left = np.unravel_index(np.argmax(sums), sums.shape)
-    window = change[top:top + side_y, left:left + side_x]
-    if window.sum() <= 0:
-        return int(left + side_x // 2), int(top + side_y // 2)
-    # Centre on the change inside the best window (equal windows would otherwise leave it at an edge)
-    ys, xs = np.mgrid[top:top + side_y, left:left + side_x]
-    return int(round((xs * window).sum() / window.sum())), int(round((ys * window).sum() / window.sum()))
-
-
-def loupe_box(size: tuple[int, int], centre: tuple[float, float], side: int) -> tuple[int, int, int, int]:
-    """(left, top, right, bottom) of the side x side square around `centre`, moved inside an image of `size`."""
-    width, height = size
-    side_x, side_y = min(side, width), min(side, height)
-    left = int(round(min(max(centre[0] - side_x / 2, 0), width - side_x)))
-    top = int(round(min(max(centre[1] - side_y / 2, 0), height - side_y)))
-    return left, top, left + side_x, top + side_y
-
-
-def loupe_crops(images: list[tuple[str, Image.Image]], box: tuple[int, int, int, int],
-                zoom: int) -> list[tuple[Image.Image, str]]:
-    """The same region of every image, enlarged `zoom` times with nearest-neighbour (so pixels stay pixels and
-    nothing is smoothed that the model did not do), as (image, caption) pairs for a gallery."""
-    left, top, right, bottom = box
-    size = ((right - left) * zoom, (bottom - top) * zoom)
-    return [(img.crop(box).resize(size, Image.Resampling.NEAREST), f"{caption} · {zoom}x") for caption, img in images]
 
 
 def change_heatmaps(blurred, restored: dict[str, object]) -> list[tuple[Image.Image, str]]:
@@ -444,20 +402,6 @@ def change_heatmaps(blurred, restored: dict[str, object]) -> list[tuple[Image.Im
         maps.append((Image.fromarray(rgb), f"{VARIANT_LABELS.get(variant, variant)}: mean change "
                                            f"{change.mean() * 255:.1f}/255 (bright = {top * 255:.0f}/255 or more)"))
     return maps
-
-
-def _as_float(image) -> np.ndarray:
-    """A PIL image or an array (uint8 or float in [0, 1]) -> float RGB (H, W, 3) in [0, 1]; alpha is ignored."""
-    if isinstance(image, Image.Image):
-        image = np.asarray(image.convert("RGB"))
-    image = np.asarray(image)
-    if image.dtype == np.uint8:
-        image = image.astype(np.float32) / 255
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    return image[..., :3].astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -36,10 +36,10 @@ def test_roll_blurs_the_corners_more_than_the_centre():
 def test_a_crop_with_context_is_blurred_as_in_the_whole_photo():
     image = image_tensor("coffee", (128, 160))
     d = Degradation(kind="shake", extent=6, poses=poses((0, 0, 0, 0), (3, -2, 4, 0), (5, -4, 5, 2)), linear=True)
-    whole = degrade(image, d, torch.Generator())
+    whole, _ = degrade(image, d, torch.Generator())
     blur, sharp = degrade_crop((image * 255).round().byte(), d, 70, 90, 32, 40, torch.Generator())
     assert torch.equal(sharp, (image * 255).round()[:, 70:102, 90:130] / 255)
-    quantised_whole = degrade((image * 255).round() / 255, d, torch.Generator())
+    quantised_whole, _ = degrade((image * 255).round() / 255, d, torch.Generator())
     assert torch.allclose(blur, quantised_whole[:, 70:102, 90:130], atol=1e-4)
     assert (whole - image).abs().mean() > 0.01
 
@@ -48,12 +48,17 @@ def test_highlights_bloom_and_noise_and_jpeg_degrade():
     image = torch.full((3, 64, 64), 0.2)
     image[:, 30:34, 30:34] = 1.0  # a small light source
     d = Degradation(kind="motion", extent=15, kernel=np.full((1, 15), 1 / 15, np.float32).repeat(15, 0) / 15)
-    plain = degrade(image, d, torch.Generator())
-    bright = degrade(image, Degradation(**{**d.__dict__, "highlight_gain": 4.0}), torch.Generator())
+    plain, plain_target = degrade(image, d, torch.Generator())
+    bright, bright_target = degrade(image, Degradation(**{**d.__dict__, "highlight_gain": 4.0}), torch.Generator())
     assert bright[:, 24:40, 24:40].mean() > plain[:, 24:40, 24:40].mean() + 0.05  # the streak carries more light
-    noisy = degrade(image, Degradation(read_noise=0.02, shot_noise=0.004), torch.Generator().manual_seed(0))
+    assert torch.equal(plain_target, image)  # a target without boosted highlights is the photo itself...
+    assert torch.allclose(bright_target, image, atol=1e-5)  # ...and a boosted white clips to white; greys stay
+    grey = torch.full((3, 8, 8), 0.9)
+    _, boosted_target = degrade(grey, Degradation(highlight_gain=4.0), torch.Generator())
+    assert (boosted_target > 0.9).all() and boosted_target.max() <= 1  # the target saturates like the input
+    noisy, _ = degrade(image, Degradation(read_noise=0.02, shot_noise=0.004), torch.Generator().manual_seed(0))
     assert 0.002 < (noisy - image).abs().mean() < 0.1
-    compressed = degrade(image_tensor(), Degradation(jpeg_quality=30), torch.Generator())
+    compressed, _ = degrade(image_tensor(), Degradation(jpeg_quality=30), torch.Generator())
     assert 0 < (compressed - image_tensor()).abs().mean() < 0.05
 
 

@@ -67,7 +67,7 @@ RECIPES = {
     "adam": Recipe(name="adam", decoder="nafnet", encoder_depth=6, loss="l1", optimizer="adam", lr=5e-4,
                    weight_decay=0.0, warmup_steps=200, grad_clip=1.0, ema_decay=0.999, epochs=40, batch_size=16,
                    crop=128, samples_per_epoch=2048),
-    "sgd": Recipe(name="sgd", decoder="nafnet", encoder_depth=6, loss="mse", optimizer="sgd", lr=0.3, momentum=0.9,
+    "sgd": Recipe(name="sgd", decoder="nafnet", encoder_depth=6, loss="mse", optimizer="sgd", lr=0.1, momentum=0.9,
                   weight_decay=0.0, warmup_steps=200, grad_clip=1.0, ema_decay=0.999, epochs=40, batch_size=16,
                   crop=128, samples_per_epoch=2048),
 }

@@ -225,17 +225,20 @@ def jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
 
 
 def degrade(sharp: torch.Tensor, d: Degradation, generator: torch.Generator, origin: tuple[int, int] = (0, 0),
-            frame_size: tuple[int, int] | None = None) -> torch.Tensor:
-    """Apply a degradation to sharp RGB (3, H, W) in [0, 1]; same size out, in [0, 1].
+            frame_size: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply a degradation to sharp RGB (3, H, W) in [0, 1]: (blurred, target), same size, in [0, 1]. The target is
+    the sharp photo as the camera would have recorded it: with boosted highlights, clipped like the blurred one.
 
     For a crop, pass a region with `d.margin` pixels of context on every side, its `origin` in the photo and the
     photo's `frame_size`, and cut the margin off afterwards.
     """
     frame_size = frame_size or tuple(sharp.shape[-2:])
     linear = _to_linear(sharp)
+    target = sharp
     if d.highlight_gain > 1:  # light brighter than white: clipped in the photo, it smears into bright streaks
         luma = linear.mean(dim=0, keepdim=True)
         linear = linear * (1 + (d.highlight_gain - 1) * ((luma - 0.7) / 0.3).clamp(0, 1) ** 2)
+        target = _from_linear(linear)
     if d.kind != "sharp":
         work = linear if d.linear else linear ** (1 / GAMMA)  # sRGB averaging keeps the boosted values above 1
         if d.kind == "shake":
@@ -251,7 +254,7 @@ def degrade(sharp: torch.Tensor, d: Degradation, generator: torch.Generator, ori
     out = _from_linear(linear)
     if d.jpeg_quality is not None:
         out = jpeg(out, d.jpeg_quality)
-    return out
+    return out, target
 
 
 def degrade_crop(image: torch.Tensor, d: Degradation, y: int, x: int, size_h: int, size_w: int,
@@ -263,9 +266,9 @@ def degrade_crop(image: torch.Tensor, d: Degradation, y: int, x: int, size_h: in
     y0, x0 = max(0, y - m), max(0, x - m)
     region = image[:, y0:min(height, y + size_h + m), x0:min(width, x + size_w + m)]
     region = region.float() / 255 if region.dtype == torch.uint8 else region.float()
-    blurred = degrade(region, d, generator, (y0, x0), (height, width))
+    blurred, target = degrade(region, d, generator, (y0, x0), (height, width))
     inner = (slice(None), slice(y - y0, y - y0 + size_h), slice(x - x0, x - x0 + size_w))
-    return blurred[inner], region[inner]
+    return blurred[inner], target[inner]
 
 
 def blur_image(sharp: np.ndarray, kernel: np.ndarray, noise_sigma: float = 0.0,

@@ -63,7 +63,7 @@ RECIPES = {
                         loss="mse", optimizer="sgd", lr=0.1, schedule="step", step_size=25, gamma=0.1,
                         epochs=100, batch_size=1, crop=224, amp="none"),
     # The study's optimiser/loss pairs with settings that train: warmup + cosine, clipping, batches of crops, a
-    # NAFNet-style decoder on a 6-block ViT-Tiny (~72 GFLOP per 1280x720 as tiled) and an EMA of the weights.
+    # NAFNet-style decoder on a 6-block ViT-Tiny (66 GFLOP per 1280x720 as tiled) and an EMA of the weights.
     "adam": Recipe(name="adam", decoder="nafnet", encoder_depth=6, loss="l1", optimizer="adam", lr=5e-4,
                    weight_decay=0.0, warmup_steps=200, grad_clip=1.0, ema_decay=0.999, epochs=40, batch_size=16,
                    crop=128, samples_per_epoch=2048),

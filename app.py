@@ -34,7 +34,8 @@ import gradio as gr
 import torch
 from PIL import Image
 
-from vitdeblur import CheckpointError, ImageError, app_logic, examples, loupe
+from vitdeblur import CheckpointError, ImageError, app_logic, examples
+from vitdeblur.loupe import loupe_box, loupe_crops, most_changed_point
 from vitdeblur.inference import use_available_cores
 
 try:  # ZeroGPU Spaces: the decorated function gets a GPU for the duration of each call
@@ -166,11 +167,11 @@ def loupe_view(paths: list[str | None], zoom: int, centre: tuple[float, float] |
     side = app_logic.loupe_side(size, zoom)
     if centre is None:
         restored = [Image.open(p) for p in paths[1:1 + len(app_logic.VARIANTS)] if p]
-        centre = loupe.most_changed_point(images[0][1], restored, side)
-    box = loupe.loupe_box(size, centre, side)
+        centre = most_changed_point(images[0][1], restored, side)
+    box = loupe_box(size, centre, side)
     caption = (f"Region {box[2] - box[0]}x{box[3] - box[1]} px at ({box[0]}, {box[1]}) of {size[0]}x{size[1]}, "
                f"enlarged {zoom}x. Click a point on any full-size panel above to move it.")
-    return loupe.loupe_crops(images, box, zoom), caption, list(centre)
+    return loupe_crops(images, box, zoom), caption, list(centre)
 
 
 def show_results(blurred, adam, sgd, truth, zoom):

@@ -225,10 +225,12 @@ PROJECT_README = Path(__file__).resolve().parent / "README.md"
 CHECKPOINT_FOLDERS = {v: folder for v in app_logic.VARIANTS
                       if (folder := app_logic.local_checkpoint_folder(MODELS, v)) is not None}
 TRAINING_NOTE = app_logic.training_note({v: app_logic.checkpoint_facts(f) for v, f in CHECKPOINT_FOLDERS.items()})
-# Lazily cached example results are only valid for these checkpoints and this code: the folder says which.
-os.environ.setdefault("GRADIO_EXAMPLES_CACHE", str(app_logic.examples_cache_folder(
+# Lazily cached example results are only valid for these checkpoints, settings and code: a folder named by their
+# digest says which. Always set (under a given $GRADIO_EXAMPLES_CACHE, not instead of it): an app started from a
+# process that already set it, with other checkpoints, must not serve that process's cached results.
+os.environ["GRADIO_EXAMPLES_CACHE"] = str(app_logic.examples_cache_folder(
     [MODELS.spec(v) for v in app_logic.VARIANTS], f"{DEFAULT_MAX_MEGAPIXELS:g} MP, {MODELS.precision}, {MODELS.device}",
-    [Path(__file__), *sorted(Path(app_logic.__file__).parent.glob("*.py"))])))
+    [Path(__file__), *sorted(Path(app_logic.__file__).parent.glob("*.py"))], os.environ.get("GRADIO_EXAMPLES_CACHE")))
 
 CSS = """
 #result-panels img, #input-image img, #sharp-image img { object-fit: contain; }

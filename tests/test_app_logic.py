@@ -1,6 +1,7 @@
 """Unit tests of the app's logic (vitdeblur.app_logic) and of app.py's handler, without a server."""
 
 import base64
+import os
 import shutil
 from pathlib import Path
 
@@ -351,3 +352,19 @@ def test_blur_your_own_reads_a_data_url_too(models, examples_dir):
     outcome = app_logic.blur_and_deblur(data_url(examples_dir / "pair" / "sharp.png"), "adam", models,
                                         app_logic.BlurSettings(defocus_radius=2))
     assert outcome.name == "pasted_image" and outcome.blurred.size == (96, 80) and len(outcome.metrics) == 2
+
+
+def test_app_caches_examples_apart_from_an_inherited_cache_folder(tmp_path):
+    """An app started from a process that set GRADIO_EXAMPLES_CACHE (for other checkpoints) must not use that folder
+    itself: its own folder, named by its checkpoints and code, goes beneath it."""
+    import subprocess
+    import sys
+
+    inherited = tmp_path / "inherited"
+    env = {**os.environ, "GRADIO_EXAMPLES_CACHE": str(inherited), "GRADIO_ANALYTICS_ENABLED": "False"}
+    code = "import os, app; print(os.environ['GRADIO_EXAMPLES_CACHE'])"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    folder = Path(result.stdout.strip().splitlines()[-1])
+    assert folder.parent == inherited and len(folder.name) == 16

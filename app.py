@@ -382,9 +382,9 @@ with gr.Blocks(title="ViTDeblur", delete_cache=(3600, 3600)) as demo:
 demo.queue(default_concurrency_limit=1, max_size=app_logic.queue_size())
 
 # max_file_size: larger uploads are refused before they reach the disk.
-LAUNCH_OPTIONS = dict(allowed_paths=[str(examples.EXAMPLES_DIR), os.environ["GRADIO_EXAMPLES_CACHE"], str(PROJECT_README),
-                                     *(str(f / "README.md") for f in CHECKPOINT_FOLDERS.values())], css=CSS,
-                      max_file_size=app_logic.max_upload_bytes())
+LAUNCH_OPTIONS = dict(allowed_paths=[str(examples.EXAMPLES_DIR), os.environ["GRADIO_EXAMPLES_CACHE"],
+                                     str(PROJECT_README), *(str(f / "README.md") for f in CHECKPOINT_FOLDERS.values())],
+                      css=CSS, max_file_size=app_logic.max_upload_bytes())
 
 if __name__ == "__main__":
     demo.launch(**LAUNCH_OPTIONS)

@@ -21,7 +21,8 @@ TINY = dict(backbone="test_vit", decoder_width=8, tile_size=64, tile_overlap=16)
 
 
 def tiny_model(decoder: str = "residual", seed: int = 0, perturb: bool = True) -> ViTDeblur:
-    """A tiny model; with perturb=True the residual head is nudged away from zero so the output differs from the input."""
+    """A tiny model; with perturb=True the residual decoders' head is nudged away from zero so that the output differs
+    from the input."""
     torch.manual_seed(seed)
     model = ViTDeblur(ViTDeblurConfig(decoder=decoder, **TINY)).eval()
     if perturb and decoder in ("residual", "nafnet"):

@@ -16,7 +16,8 @@ def test_results_table_has_gains_compute_and_held_out_sets(sharp_folder, pairs_f
     ship([*runs, "--test", f"synthetic={sharp_folder}", "--heldout", f"real={pairs_folder}",
           "--docs", str(tmp_path / "docs"), "--grid-rows", "1"])
     table = (tmp_path / "docs" / "results.md").read_text()
-    assert "| model | synthetic PSNR (gain) | synthetic SSIM | real PSNR (gain) | real SSIM | GFLOP per 1280x720 |" in table
+    assert ("| model | synthetic PSNR (gain) | synthetic SSIM | real PSNR (gain) | real SSIM | GFLOP per 1280x720 |"
+            in table)
     assert "real: 10 images (all)" in table and "synthetic: 1 images (test)" in table
     metrics = json.loads((tmp_path / "two" / "metrics-real.json").read_text())
     assert metrics["split"] == "all" and metrics["n"] == 10

@@ -3,12 +3,14 @@
     python -m train.gpu_train_all --data data/sharp --val-data data/gopro_GOPR0477 --out "$OUT" --minutes-per-run 2
 
 Runs adam and sgd (their recipes' decoder) and the paper decoder trained with each recipe, all for the same number of
-steps; the real GoPro pairs only validate (they pick the best checkpoint and are never trained on): a short probe measures this machine's throughput first, so the four runs fit the time given. Each run goes to
+steps; the real GoPro pairs only validate (they pick the best checkpoint and are never trained on): a short probe
+measures this machine's throughput first, so the four runs fit the time given. Each run goes to
 /tmp/runs/NAME and is packed as OUT/NAME.tar (fp16 best/ checkpoint, log.csv, train_config.json, loss_curve.png),
 one file per run, each well under 16 MiB. Back on the CPU machine:
 
     for f in OUT/*.tar; do mkdir -p runs/$(basename $f .tar) && tar -xf $f -C runs/$(basename $f .tar); done
-    python -m train.ship --run adam=runs/adam ... --ship adam sgd
+    python -m train.ship --run adam=runs/adam ... --test synthetic=data/sharp --heldout gopro=data/gopro_GOPR0477 \
+        --docs docs/results --ship adam sgd
 
 On the project's device machine: copy the data into the ignored folder data/ (`cp -r ../shared/data/sharp
 ../shared/data/gopro_GOPR0477 data/`), name `data` in the call's carry, and run the command above (about 50 MiB
@@ -93,7 +95,8 @@ def main() -> None:
         run = Path("/tmp/runs") / name
         train_main(["--recipe", recipe, "--decoder", decoder, "--backbone", args.backbone, "--out", str(run),
                     *[flag for d in args.data for flag in ("--data", d)],
-                    *[flag for d in args.val_data for flag in ("--val-data", d)], "--device", str(device), "--device-data",
+                    *[flag for d in args.val_data for flag in ("--val-data", d)],
+                    "--device", str(device), "--device-data",
                     "--batch-size", str(args.batch_size), "--crop", str(args.crop), "--epochs", str(EPOCHS),
                     "--samples-per-epoch", str(steps_per_epoch * args.batch_size),
                     "--warmup-steps", str(min(200, steps_per_epoch)),

@@ -100,7 +100,8 @@ def main(argv=None) -> None:
              + " | GFLOP per 1280x720 | s per 1280x720 (bench, 2 CPU threads) |",
              "|---|" + "---|---|" * len(tests) + "---|---|",
              "| blurred input | " + " | ".join(f"{table[first_run, t]['psnr_blurred']:.2f} | "
-                                             f"{table[first_run, t]['ssim_blurred']:.4f}" for t in tests) + " | - | - |"]
+                                             f"{table[first_run, t]['ssim_blurred']:.4f}" for t in tests)
+             + " | - | - |"]
     for run_name in runs:
         cells = [f"{table[run_name, t]['psnr']:.2f} ({table[run_name, t]['psnr_gain']:+.2f}) | "
                  f"{table[run_name, t]['ssim']:.4f}" for t in tests]

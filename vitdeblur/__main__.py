@@ -78,7 +78,8 @@ def cmd_deblur(args) -> None:
             if image.frames > 1:
                 print(f"note: {path} is animated ({image.frames} frames); only its first frame is deblurred",
                       file=sys.stderr)
-            save_png(deblur_image(model, image, precision=args.precision, tile_size=args.tile_size), target, overwrite=args.overwrite)
+            result = deblur_image(model, image, precision=args.precision, tile_size=args.tile_size)
+            save_png(result, target, overwrite=args.overwrite)
             print(f"{path} -> {target}")
         except ImageError as e:
             failures += 1
@@ -93,6 +94,7 @@ def cmd_deblur(args) -> None:
 def cmd_bench(args) -> None:
     from vitdeblur.bench import BENCH_PRECISIONS, bench, report
 
+    writable_file(args.json)
     model = load_model(args.checkpoint, resolve_device(args.device))
     precisions = BENCH_PRECISIONS if args.precision is None else (args.precision,)
     result = bench(model, precisions, photo=args.photo_size, repeats=args.repeats, tile_size=args.tile_size,
@@ -101,7 +103,6 @@ def cmd_bench(args) -> None:
     print(f"checkpoint {args.checkpoint}")
     print(report(result))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))
 
 

@@ -198,7 +198,8 @@ def model_card(config, evaluations: list[dict] | None = None, training: dict | N
     ]
     if training:
         lines += ["## Training", ""]
-        facts = [("recipe", "recipe" if "recipe" in training else "name"), ("loss", "loss"), ("optimizer", "optimizer"), ("learning rate", "lr"),
+        facts = [("recipe", "recipe" if "recipe" in training else "name"), ("loss", "loss"),
+                 ("optimizer", "optimizer"), ("learning rate", "lr"),
                  ("schedule", "schedule"), ("batch size", "batch_size"), ("crop", "crop"), ("steps", "steps"),
                  ("EMA decay", "ema_decay"), ("data", "data"), ("validation (never trained on)", "val_data"),
                  ("started from", "init"), ("hardware", "hardware"),

@@ -151,7 +151,9 @@ def deblur_image(model: torch.nn.Module, source: ImageSource | LoadedImage, max_
                  precision: str = "auto", **tile_options) -> Image.Image:
     """Read, deblur and return a PIL image: the size of the input (or of the downscaled input with max_megapixels),
     with its alpha channel and grayscale-ness kept. precision: 'fp32', 'bf16' or 'auto' (see resolve_precision)."""
-    image = source if isinstance(source, LoadedImage) else load_image(source)
-    image = limit_megapixels(image, max_megapixels)
+    if isinstance(source, LoadedImage):
+        image = limit_megapixels(source, max_megapixels)
+    else:  # decoded straight to the processing size, so memory follows the limit rather than the source
+        image = load_image(source, max_megapixels=max_megapixels)
     restored = deblur_array(model, image.rgb, precision=precision, **tile_options)
     return to_pil(restored, image.alpha, image.grayscale)

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from vitdeblur.images import to_uint8
+
 GAMMA = 2.2  # the camera response used to go to linear light and back
 KINDS = ("sharp", "shake", "motion", "defocus")
 
@@ -217,9 +219,8 @@ def shake(image: torch.Tensor, poses: np.ndarray, origin: tuple[int, int], frame
 
 def jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
     """JPEG round trip of (3, H, W) in [0, 1] (Pillow, 4:2:0 like most cameras and web images)."""
-    array = (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
     buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, "JPEG", quality=quality)
+    Image.fromarray(to_uint8(image.permute(1, 2, 0).cpu().numpy())).save(buffer, "JPEG", quality=quality)
     decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
     return torch.from_numpy(decoded.copy()).permute(2, 0, 1).to(image.device, torch.float32) / 255
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from vitdeblur import inference
 from vitdeblur.images import ImageError, load_image
-from vitdeblur.inference import deblur_array, deblur_image, plan_tiles, resolve_precision
+from vitdeblur.inference import cpu_bf16_copy, deblur_array, deblur_image, plan_tiles, resolve_precision
 
 
 class Identity(torch.nn.Module):
@@ -191,3 +191,17 @@ def test_bf16_result_is_close_to_fp32():
     bf16 = deblur_array(model, rgb, precision="bf16")
     assert np.abs(fp32 - rgb).mean() > 0.005  # the model does change the image
     assert 0 < np.abs(bf16 - fp32).mean() < 0.002  # bf16 really ran, and changes little
+
+
+def test_the_cpu_bf16_copy_is_reused_until_the_weights_change():
+    model = tiny_model("nafnet")
+    rgb = photo("astronaut", (96, 80)).astype(np.float32) / 255
+    copy = cpu_bf16_copy(model)
+    assert cpu_bf16_copy(model) is copy and next(copy.parameters()).dtype == torch.bfloat16
+    before = deblur_array(model, rgb, precision="bf16")
+    with torch.no_grad():
+        model.decoder.head.weight.mul_(3)  # as a training step would
+    assert cpu_bf16_copy(model) is not copy
+    after = deblur_array(model, rgb, precision="bf16")
+    assert np.abs(after - before).mean() > 0.002
+    assert np.abs(after - deblur_array(model, rgb, precision="fp32")).mean() < 0.002

@@ -78,7 +78,7 @@ def auto_precision_reason(device: torch.device) -> str:
         return f"{name} autocast on CUDA"
     flags = fast_bf16_cpu_flags()
     if flags:
-        return f"{name}: the CPU flags {', '.join(flags)} promise fast bf16"
+        return f"{name}: the CPU flags {', '.join(flags)} promise fast bf16 (run by a bf16 channels-last copy)"
     return f"{name}: no CPU flag for fast bf16 ({', '.join(FAST_BF16_CPU_FLAGS)})"
 
 

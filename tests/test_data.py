@@ -13,7 +13,7 @@ from vitdeblur.data import (
     make_frame_pairs,
     split_pairs,
 )
-from vitdeblur.synthesis import blur_image, defocus_kernel, motion_kernel
+from vitdeblur.synthesis import BlurSpec, blur_image, defocus_kernel, motion_kernel
 
 
 @pytest.fixture
@@ -115,6 +115,20 @@ def test_synthetic_validation_blur_never_changes(sharp_folder):
     second = load_dataset(sharp_folder, "val", train=False)[0]
     assert np.array_equal(first[0].numpy(), second[0].numpy())
     assert not np.array_equal(first[0].numpy(), first[1].numpy())
+
+
+def test_evaluation_pairs_always_differ_from_their_target(sharp_folder):
+    # Half the draws of this spec leave the photo unchanged: evaluation redraws those, training keeps them.
+    spec = BlurSpec(sharp_probability=1.0, noise_probability=0.5, jpeg_probability=0.0)
+    pairs = find_pairs(sharp_folder)
+    evaluation = DeblurDataset(pairs, train=False, blur_spec=spec)
+    assert all(not np.array_equal(*(t.numpy() for t in evaluation[i])) for i in range(len(pairs)))
+    training = DeblurDataset(pairs, train=True, crop=32, blur_spec=spec)
+    assert any(np.array_equal(*(t.numpy() for t in training[0])) for _ in range(20))
+    unchanged_only = DeblurDataset(pairs, train=False, blur_spec=BlurSpec(sharp_probability=1.0, noise_probability=0,
+                                                                          jpeg_probability=0))
+    with pytest.raises(ValueError, match="only makes unchanged pairs"):
+        unchanged_only[0]
 
 
 def test_training_crops_vary_and_flip(pairs_folder):

@@ -27,6 +27,28 @@ def test_untrained_residual_models_are_the_identity(decoder):
         assert torch.equal(model(x), x)
 
 
+@pytest.mark.parametrize("decoder", ["residual", "nafnet"])
+def test_a_bf16_model_adds_its_residual_in_the_input_precision(decoder):
+    model = tiny_model(decoder, perturb=False).to(torch.bfloat16)
+    x = torch.rand(1, 3, 45, 70)
+    with torch.no_grad():
+        y = model(x)
+    assert y.dtype == torch.float32 and torch.equal(y, x)  # a zero residual leaves fp32 pixels unrounded
+
+
+@pytest.mark.parametrize("layer_scale_init", [0.0, 0.1])
+def test_layer_scale_init_opens_the_blocks_to_gradients(layer_scale_init):
+    torch.manual_seed(0)
+    model = ViTDeblur(ViTDeblurConfig(decoder="nafnet", layer_scale_init=layer_scale_init, **TINY))
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), x)  # the zero head keeps a new model the identity either way
+    torch.nn.init.normal_(model.decoder.head.weight, std=0.01)  # as after a first optimiser step
+    model(x).square().mean().backward()
+    block_gradient = model.decoder.encoders[0][0].expand.weight.grad.abs().sum()
+    assert (block_gradient > 0) == (layer_scale_init > 0)  # zero branch scales block it (what stalled plain SGD)
+
+
 def test_paper_model_has_the_study_parameter_count():
     model = ViTDeblur(ViTDeblurConfig(backbone="vit_base_patch16_224", decoder="paper"))
     assert 85.4e6 <= count_parameters(model) <= 88.0e6

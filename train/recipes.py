@@ -21,6 +21,7 @@ class Recipe:
     decoder: str = "nafnet"
     decoder_width: int = 32
     encoder_depth: int | None = None  # keep the first N ViT blocks (None: all of the backbone's)
+    layer_scale_init: float = 0.0  # nafnet blocks' branch scales at the start (0: identity; SGD needs them > 0)
     pretrained: bool = False  # timm ImageNet weights for the encoder (needs the network when the run starts)
     # objective and optimiser
     loss: str = "l1"  # l1 | mse | charbonnier
@@ -67,7 +68,9 @@ RECIPES = {
     "adam": Recipe(name="adam", decoder="nafnet", encoder_depth=6, loss="l1", optimizer="adam", lr=5e-4,
                    weight_decay=0.0, warmup_steps=200, grad_clip=1.0, ema_decay=0.999, epochs=40, batch_size=16,
                    crop=128, samples_per_epoch=2048),
-    "sgd": Recipe(name="sgd", decoder="nafnet", encoder_depth=6, loss="mse", optimizer="sgd", lr=0.1, momentum=0.9,
+    # SGD needs the blocks' branch scales above zero: from an exact identity its gradients are products of zeros.
+    "sgd": Recipe(name="sgd", decoder="nafnet", encoder_depth=6, layer_scale_init=0.1, loss="mse", optimizer="sgd",
+                  lr=0.1, momentum=0.9,
                   weight_decay=0.0, warmup_steps=200, grad_clip=1.0, ema_decay=0.999, epochs=40, batch_size=16,
                   crop=128, samples_per_epoch=2048),
 }

@@ -21,7 +21,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from vitdeblur.images import ImageError, check_image, load_image, to_uint8
-from vitdeblur.synthesis import GAMMA, BlurSpec, degrade_crop
+from vitdeblur.synthesis import GAMMA, BlurSpec, Degradation, degrade_crop
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}  # a GIF gives its first frame
 LAYOUTS = ("auto", "kaggle", "gopro", "pairs", "sharp")
@@ -165,6 +165,16 @@ def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(_to_float(rgb))).permute(2, 0, 1)
 
 
+def evaluation_degradation(spec: BlurSpec, rng: np.random.Generator) -> Degradation:
+    """A degradation for validation and test pairs: never one that leaves the image unchanged, whose infinite PSNR
+    would swamp a set's mean (training keeps them: they teach the model to leave sharp content alone)."""
+    for _ in range(1000):
+        degradation = spec.sample(rng)
+        if not degradation.is_identity:
+            return degradation
+    raise ValueError("this blur spec only makes unchanged pairs: there is nothing to evaluate")
+
+
 class DeblurDataset(Dataset):
     """(blurred, sharp) float tensors in [0, 1].
 
@@ -215,7 +225,8 @@ class DeblurDataset(Dataset):
                 blur, sharp = blur[y:y + h, x:x + w], sharp[y:y + h, x:x + w]
         else:
             blur_rng = rng or np.random.default_rng(stable_seed(pair.sharp.name, self.seed))
-            degradation = self.blur_spec.sample(blur_rng)
+            degradation = self.blur_spec.sample(blur_rng) if self.train else evaluation_degradation(self.blur_spec,
+                                                                                                   blur_rng)
             generator = torch.Generator().manual_seed(int(blur_rng.integers(2 ** 62)))
             image = torch.from_numpy(sharp).permute(2, 0, 1)  # uint8, no copy
             y, x, h, w = self._window(*sharp.shape[:2], self.crop, rng) if self.crop else (0, 0, *sharp.shape[:2])

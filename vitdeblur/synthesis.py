@@ -101,6 +101,11 @@ class Degradation:
     jpeg_quality: int | None = None
 
     @property
+    def is_identity(self) -> bool:
+        """True when the blurred image equals its target (no blur, noise or JPEG): a pair that measures nothing."""
+        return self.kind == "sharp" and not (self.shot_noise or self.read_noise) and self.jpeg_quality is None
+
+    @property
     def margin(self) -> int:
         """Pixels of context needed around a crop so that its border sees real neighbours."""
         return int(math.ceil(self.extent)) + 2
@@ -124,8 +129,8 @@ class BlurSpec:
     highlight_probability: float = 0.4
     max_highlight_gain: float = 4.0
     noise_probability: float = 0.8
-    max_shot_noise: float = 0.004
-    max_read_noise: float = 0.01
+    max_shot_noise: float = 0.002
+    max_read_noise: float = 0.005
     jpeg_probability: float = 0.5
     jpeg_qualities: tuple[int, int] = (60, 95)
 

@@ -225,8 +225,10 @@ class DeblurDataset(Dataset):
                 blur, sharp = blur[y:y + h, x:x + w], sharp[y:y + h, x:x + w]
         else:
             blur_rng = rng or np.random.default_rng(stable_seed(pair.sharp.name, self.seed))
-            degradation = self.blur_spec.sample(blur_rng) if self.train else evaluation_degradation(self.blur_spec,
-                                                                                                   blur_rng)
+            if self.train:
+                degradation = self.blur_spec.sample(blur_rng)
+            else:
+                degradation = evaluation_degradation(self.blur_spec, blur_rng)
             generator = torch.Generator().manual_seed(int(blur_rng.integers(2 ** 62)))
             image = torch.from_numpy(sharp).permute(2, 0, 1)  # uint8, no copy
             y, x, h, w = self._window(*sharp.shape[:2], self.crop, rng) if self.crop else (0, 0, *sharp.shape[:2])

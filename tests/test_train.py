@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from conftest import TINY, photo, tiny_model
 
 from train.recipes import RECIPES
-from train.train import TrainingDiverged, compute_loss, lr_factor, main
+from train.train import LARS, TrainingDiverged, compute_loss, lr_factor, main
 from vitdeblur import load_model
 
 TINY_FLAGS = ["--backbone", TINY["backbone"], "--decoder-width", "8", "--batch-size", "4", "--crop", "32",
@@ -147,3 +147,19 @@ def test_corrupt_train_state_is_a_one_line_error(pairs_folder, tmp_path):
     with pytest.raises(SystemExit, match=f"^error: cannot resume from {state}: it is corrupt") as error:
         run(pairs_folder, out, "--epochs", "2", "--resume")
     assert "\n" not in str(error.value)
+
+
+def test_lars_moves_every_weight_tensor_by_the_same_share():
+    big, small, zero = (torch.nn.Parameter(t) for t in (torch.full((4, 4), 3.0), torch.full((4, 4), 0.01),
+                                                           torch.zeros(4, 4)))
+    bias = torch.nn.Parameter(torch.ones(4))
+    before = [p.detach().clone() for p in (big, small, zero, bias)]
+    optimizer = LARS([big, small, zero, bias], trust=0.01, lr=0.5)
+    for p, grad_scale in zip((big, small, zero, bias), (100.0, 1e-4, 1.0, 1.0)):
+        p.grad = torch.randn(p.shape, generator=torch.Generator().manual_seed(0)) * grad_scale
+    grads = [p.grad.clone() for p in (zero, bias)]
+    optimizer.step()
+    for p, old in zip((big, small), before[:2]):  # a thousandfold apart in weights, a millionfold in gradients
+        assert torch.isclose((p.detach() - old).norm(), torch.tensor(0.5 * 0.01) * old.norm(), rtol=1e-4)
+    for p, old, grad in zip((zero, bias), before[2:], grads):  # still-zero tensors and vectors: the plain step
+        assert torch.allclose(p.detach(), old - 0.5 * grad)

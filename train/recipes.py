@@ -31,6 +31,7 @@ class Recipe:
     optimizer: str = "adam"  # adam | sgd
     lr: float = 3e-4
     momentum: float = 0.0  # SGD only
+    lars_trust: float = 0.0  # SGD only: rescale each weight tensor's step to this x ||w|| / ||g|| (LARS; 0: plain SGD)
     weight_decay: float = 0.0
     schedule: str = "cosine"  # cosine (with linear warmup, per step) | step (StepLR, per epoch)
     warmup_steps: int = 0

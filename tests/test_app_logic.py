@@ -286,7 +286,10 @@ def test_training_note_reads_the_numbers_from_the_checkpoint_files(tmp_path):
     (folder / "metrics-gopro.json").write_text('{"n": 3, "psnr_blurred": 25.0, "psnr": 26.25, '
                                                '"ssim_blurred": 0.8, "ssim": 0.85}')
     note = app_logic.training_note({"adam": app_logic.checkpoint_facts(folder)})
-    assert "12345 steps" in note and "ImageNet-pretrained" in note
+    assert "12345 steps of batch" in note and "ImageNet-pretrained" in note
+    (folder / "train_config.json").write_text('{"steps": 600, "init": "checkpoints/adam"}')
+    note = app_logic.training_note({"adam": app_logic.checkpoint_facts(folder)})
+    assert "600 steps more, continuing from `checkpoints/adam`, of batch" in note
     assert "| Adam + L1 (adam) | real blur (GoPro) (3 images) | 25.00 → 26.25 (+1.25) | 0.8000 → 0.8500 |" in note
     shipped = app_logic.training_note({v: app_logic.checkpoint_facts(REPO_ROOT / "checkpoints" / v)
                                        for v in app_logic.VARIANTS})

@@ -437,9 +437,10 @@ def training_note(facts: dict[str, dict]) -> str:
             continue
         init = "ImageNet-pretrained" if config.get("pretrained") else "randomly initialised"
         data = ", ".join(Path(d).name for d in config.get("data", [])) or "unknown data"
+        continued = f" more, continuing from `{config['init']}`," if config.get("init") else ""
         lines.append(f"- {VARIANT_LABELS.get(variant, variant)}: a {init} `{config.get('backbone', '?')}` encoder "
-                     f"with a `{config.get('decoder', '?')}` decoder, {config.get('steps', '?')} steps of batch "
-                     f"{config.get('batch_size', '?')} on {config.get('crop', '?')} px crops of {data} "
+                     f"with a `{config.get('decoder', '?')}` decoder, {config.get('steps', '?')} steps{continued} of "
+                     f"batch {config.get('batch_size', '?')} on {config.get('crop', '?')} px crops of {data} "
                      f"({config.get('train_images', '?')} training images), on {config.get('hardware', '?')}.")
     rows = []
     for variant, fact in facts.items():

@@ -3,6 +3,8 @@
 import base64
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -360,9 +362,6 @@ def test_blur_your_own_reads_a_data_url_too(models, examples_dir):
 def test_app_caches_examples_apart_from_an_inherited_cache_folder(tmp_path):
     """An app started from a process that set GRADIO_EXAMPLES_CACHE (for other checkpoints) must not use that folder
     itself: its own folder, named by its checkpoints and code, goes beneath it."""
-    import subprocess
-    import sys
-
     inherited = tmp_path / "inherited"
     env = {**os.environ, "GRADIO_EXAMPLES_CACHE": str(inherited), "GRADIO_ANALYTICS_ENABLED": "False"}
     code = "import os, app; print(os.environ['GRADIO_EXAMPLES_CACHE'])"

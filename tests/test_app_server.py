@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -200,8 +201,6 @@ def test_base64_image_keeps_16_bit_grayscale(server, tmp_path):
 
 def test_twenty_concurrent_calls_all_get_through_the_queue(server, tmp_path):
     # Independent REST calls, as 20 users would make them (one shared gradio_client stream can itself cancel jobs).
-    from concurrent.futures import ThreadPoolExecutor
-
     photo = rgba_png(tmp_path / "logo.png", width=64, height=48)
     url = "data:image/png;base64," + base64.b64encode(photo.read_bytes()).decode()
     with ThreadPoolExecutor(max_workers=20) as pool:

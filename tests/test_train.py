@@ -4,11 +4,11 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY, photo, tiny_model
+from conftest import TINY, photo
 
-from train.recipes import RECIPES
-from train.train import LARS, TrainingDiverged, compute_loss, lr_factor, main
-from vitdeblur import load_model
+from train.recipes import RECIPES, Recipe
+from train.train import LARS, TrainingDiverged, compute_loss, lr_factor, main, make_optimizer, train_step
+from vitdeblur import ViTDeblur, ViTDeblurConfig, load_model
 
 TINY_FLAGS = ["--backbone", TINY["backbone"], "--decoder-width", "8", "--batch-size", "4", "--crop", "32",
               "--samples-per-epoch", "8", "--val-crop", "48", "--warmup-steps", "2"]
@@ -23,21 +23,31 @@ def read_log(out):
         return list(csv.DictReader(f))
 
 
-def test_a_few_steps_lower_the_loss():
-    torch.manual_seed(0)
+@pytest.mark.parametrize("recipe_name", ["adam", "sgd"])
+def test_a_few_steps_of_each_recipe_lower_its_loss(recipe_name):
+    recipe = RECIPES[recipe_name]
     sharp = torch.stack([torch.from_numpy(photo(name, (48, 48))).permute(2, 0, 1).float() / 255
                          for name in ("astronaut", "coffee", "chelsea", "rocket")])
     blur = 0.7 * F.avg_pool2d(F.pad(sharp, (2, 2, 2, 2), mode="replicate"), 5, stride=1)  # blurred and too dark
-    model = tiny_model(perturb=False).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(20):
-        loss = compute_loss(RECIPES["adam"], model(blur), sharp)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    torch.manual_seed(0)
+    model = ViTDeblur(ViTDeblurConfig(decoder=recipe.decoder, layer_scale_init=recipe.layer_scale_init, **TINY))
+    optimizer = make_optimizer(recipe, model.train())
+    losses = [train_step(model, optimizer, recipe, blur, sharp, dtype=None) for _ in range(20)]
     assert losses[-1] < 0.75 * losses[0]
+
+
+def test_relative_mse_weighs_lightly_and_strongly_blurred_images_alike():
+    recipe = Recipe(name="t", loss="relative-mse")
+    sharp = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    blurred = sharp + torch.tensor([0.01, 0.2]).view(2, 1, 1, 1)  # one light, one strong error
+    assert compute_loss(recipe, blurred, sharp, blurred).item() == pytest.approx(1.0)  # the identity scores 1
+    halve_light, halve_strong = blurred.clone(), blurred.clone()
+    halve_light[0] = (sharp[0] + blurred[0]) / 2
+    halve_strong[1] = (sharp[1] + blurred[1]) / 2
+    # halving either image's error is worth the same, where plain MSE would care 400x more about the strong one
+    assert compute_loss(recipe, halve_light, sharp, blurred).item() == pytest.approx(0.625)
+    assert compute_loss(recipe, halve_strong, sharp, blurred).item() == pytest.approx(0.625)
+    assert torch.isfinite(compute_loss(recipe, sharp, sharp, sharp))  # an unblurred pair does not divide by zero
 
 
 def test_training_run_writes_its_outputs_and_resumes(pairs_folder, tmp_path):

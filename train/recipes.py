@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from vitdeblur.model import DECODERS
 
-LOSSES = ("l1", "mse", "charbonnier")
+LOSSES = ("l1", "mse", "relative-mse", "charbonnier")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "step")
 AMP = ("auto", "bf16", "fp16", "none")
@@ -24,7 +24,7 @@ class Recipe:
     layer_scale_init: float = 0.0  # nafnet blocks' branch scales at the start (0: identity; SGD needs them > 0)
     pretrained: bool = False  # timm ImageNet weights for the encoder (needs the network when the run starts)
     # objective and optimiser
-    loss: str = "l1"  # l1 | mse | charbonnier
+    loss: str = "l1"  # l1 | mse | relative-mse (per-image MSE over the blurred input's) | charbonnier
     edge_loss_weight: float = 0.0  # MPRNet's edge loss (Charbonnier of Laplacians), added with this weight
     fft_loss_weight: float = 0.0  # MIMO-UNet's frequency loss (L1 of the orthonormal 2-D FFT), added with this weight
     ema_decay: float = 0.0  # validate and save an exponential moving average of the weights (0: off)
@@ -69,9 +69,11 @@ RECIPES = {
     "adam": Recipe(name="adam", decoder="nafnet", encoder_depth=6, loss="l1", optimizer="adam", lr=5e-4,
                    weight_decay=0.0, warmup_steps=200, grad_clip=1.0, ema_decay=0.999, epochs=40, batch_size=16,
                    crop=128, samples_per_epoch=2048),
-    # SGD needs the blocks' branch scales above zero: from an exact identity its gradients are products of zeros.
-    "sgd": Recipe(name="sgd", decoder="nafnet", encoder_depth=6, layer_scale_init=0.1, loss="mse", optimizer="sgd",
-                  lr=0.1, momentum=0.9,
+    # SGD needs the blocks' branch scales above zero (from an exact identity its gradients are products of zeros),
+    # per-tensor step sizes (LARS: its gradients differ ~1000x in scale between head and blocks) and an MSE that
+    # weighs every image alike (pooled MSE sacrifices the lightly blurred images, which cost the most dB).
+    "sgd": Recipe(name="sgd", decoder="nafnet", encoder_depth=6, layer_scale_init=0.1, loss="relative-mse",
+                  optimizer="sgd", lr=0.01, momentum=0.9, lars_trust=0.2,
                   weight_decay=0.0, warmup_steps=200, grad_clip=1.0, ema_decay=0.999, epochs=40, batch_size=16,
                   crop=128, samples_per_epoch=2048),
 }

@@ -38,10 +38,9 @@ from vitdeblur.synthesis import blur_image, defocus_kernel, line_kernel, motion_
 
 CHOICES = (*VARIANTS, "both")  # the values of the app's variant setting and of its API
 # Processing is capped at this many megapixels by default; larger photos are downscaled first (Lanczos).
-# From `python -m vitdeblur bench` with the shipped checkpoints on 2 CPU cores with fast bf16: ~0.64 s per megapixel
-# per variant (12 MP: 3354 GFLOP as tiled at ~430 GFLOP/s), and reading a 12 MP JPEG plus writing the three PNGs cost
-# ~1.4 s + 0.5 s per megapixel of CPU time. At 6 MP a 12 MP photo with "both" takes ~12 s, leaving room for Gradio's
-# own work inside ~15 s; 12 MP would take ~23 s. A GPU does 12 MP in seconds.
+# Measured through `deblur` + `save_outputs` with both shipped (nafnet) checkpoints on 2 idle CPU cores with fast
+# bf16: a 12 MP JPEG with "both" takes 9.5 s at 6 MP (5.1 s reading and deblurring, 4.4 s writing the three PNGs) and
+# 18.9 s at full resolution, over the ~15 s a user should wait. A GPU does 12 MP in seconds.
 DEFAULT_MAX_MEGAPIXELS = {"cpu": 6.0, "cuda": 12.0}
 MAX_MEGAPIXELS_LIMIT = {"cpu": 12.0, "cuda": 48.0}  # the most the setting allows
 RESULTS_MAX_AGE_S = 3600  # result PNGs older than this are deleted when new ones are written
@@ -77,7 +76,8 @@ def queue_size() -> int:
 # What the variants are, for users who do not know the optimisers: the labels name optimiser and loss, as the study does.
 VARIANT_LABELS = {"adam": "Adam + L1 (adam)", "sgd": "SGD + MSE (sgd)"}
 VARIANT_EXPLANATION = ("Same model, two training recipes from the study: Adam with an L1 (absolute error) loss, "
-                       "or SGD with momentum and an MSE (squared error) loss.")
+                       "or SGD (momentum, per-layer step sizes) with an MSE (squared error) loss that weighs every "
+                       "image alike.")
 CHOICE_LABELS = [(VARIANT_LABELS["adam"], "adam"), (VARIANT_LABELS["sgd"], "sgd"), ("Both, side by side", "both")]
 
 

@@ -184,6 +184,14 @@ def test_model_card_says_how_the_encoder_started():
     assert "ImageNet-pretrained" in card.text and "blur_dataset" in card.text
 
 
+def test_model_card_lists_the_optimiser_options_that_were_on():
+    config = tiny_model().config
+    sgd = model_card(config, training={"optimizer": "sgd", "momentum": 0.9, "lars_trust": 0.2}).text
+    assert "- momentum: 0.9" in sgd and "- LARS trust: 0.2" in sgd
+    adam = model_card(config, training={"optimizer": "adam", "momentum": 0.0, "lars_trust": 0.0}).text
+    assert "momentum" not in adam and "LARS" not in adam
+
+
 @pytest.mark.parametrize("variant", ["adam", "sgd"])
 def test_shipped_checkpoints_load_and_are_small(variant):
     folder = SHIPPED_DIR / variant

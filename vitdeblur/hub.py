@@ -199,7 +199,8 @@ def model_card(config, evaluations: list[dict] | None = None, training: dict | N
     if training:
         lines += ["## Training", ""]
         facts = [("recipe", "recipe" if "recipe" in training else "name"), ("loss", "loss"),
-                 ("optimizer", "optimizer"), ("learning rate", "lr"),
+                 ("optimizer", "optimizer"), ("learning rate", "lr"), ("momentum", "momentum"),
+                 ("LARS trust", "lars_trust"),
                  ("schedule", "schedule"), ("batch size", "batch_size"), ("crop", "crop"), ("steps", "steps"),
                  ("EMA decay", "ema_decay"), ("data", "data"), ("validation (never trained on)", "val_data"),
                  ("started from", "init"), ("hardware", "hardware"),
@@ -208,7 +209,7 @@ def model_card(config, evaluations: list[dict] | None = None, training: dict | N
             value = training.get(key)
             if isinstance(value, list):
                 value = ", ".join(Path(v).name for v in value)
-            if value not in (None, ""):
+            if value not in (None, "") and value != 0:  # 0: an option that is off (momentum, LARS, EMA)
                 lines.append(f"- {label}: {value}")
         lines.append("")
     if evaluations:

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 from conftest import photo, save
 from PIL import Image
 
@@ -13,6 +14,7 @@ from vitdeblur.data import (
     make_frame_pairs,
     split_pairs,
 )
+from vitdeblur.examples import EXAMPLES_DIR, list_examples
 from vitdeblur.synthesis import BlurSpec, blur_image, defocus_kernel, motion_kernel
 
 
@@ -44,6 +46,14 @@ def test_layouts_are_detected(kaggle_folder, gopro_folder, pairs_folder, sharp_f
     assert detect_layout(gopro_folder) == "gopro"
     assert detect_layout(pairs_folder) == "pairs"
     assert detect_layout(sharp_folder) == "sharp"
+
+
+def test_the_apps_examples_with_ground_truth_are_a_dataset():
+    assert detect_layout(EXAMPLES_DIR) == "examples"
+    pairs = find_pairs(EXAMPLES_DIR)
+    assert [(p.blur, p.sharp) for p in pairs] == [(e.blurred, e.sharp) for e in list_examples() if e.sharp]
+    blur, sharp = load_dataset(EXAMPLES_DIR, "all", train=False)[0]
+    assert blur.shape == sharp.shape and not torch.equal(blur, sharp)
 
 
 def test_kaggle_layout_pairs_by_scene(kaggle_folder):

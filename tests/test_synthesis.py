@@ -4,7 +4,7 @@ import torch
 from conftest import photo
 
 from train.blur_stats import main as blur_stats
-from vitdeblur.synthesis import BlurSpec, Degradation, degrade, degrade_crop, shake
+from vitdeblur.synthesis import BLURS, BlurSpec, Degradation, degrade, degrade_crop, shake
 
 
 def image_tensor(name="astronaut", size=(96, 96)) -> torch.Tensor:
@@ -76,6 +76,13 @@ def test_the_distribution_mixes_kinds_and_strengths():
         if s.kind == "shake":
             reach = np.hypot(s.poses[:, 0], s.poses[:, 1]) + np.abs(s.poses[:, 2:]).sum(axis=1)
             assert reach.max() == pytest.approx(s.extent, rel=1e-4) and s.margin > s.extent
+
+
+def test_the_kernels_mix_only_makes_strong_uniform_kernels():
+    rng = np.random.default_rng(0)
+    samples = [BLURS["kernels"].sample(rng) for _ in range(200)]
+    assert {s.kind for s in samples} == {"motion", "defocus"}
+    assert all(7 <= s.extent <= 41 and s.linear and s.highlight_gain == 1 and s.jpeg_quality is None for s in samples)
 
 
 def test_validation_degradations_are_fixed_by_seed():

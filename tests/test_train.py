@@ -7,8 +7,10 @@ import torch.nn.functional as F
 from conftest import TINY, photo
 
 from train.recipes import RECIPES, Recipe
-from train.train import LARS, TrainingDiverged, compute_loss, lr_factor, main, make_optimizer, train_step
+from train.train import (LARS, TrainingDiverged, build_loader, compute_loss, lr_factor, main, make_optimizer,
+                         parse_args, resolve_recipe, train_step, training_sets)
 from vitdeblur import ViTDeblur, ViTDeblurConfig, load_model
+from vitdeblur.synthesis import BLURS
 
 TINY_FLAGS = ["--backbone", TINY["backbone"], "--decoder-width", "8", "--batch-size", "4", "--crop", "32",
               "--samples-per-epoch", "8", "--val-crop", "48", "--warmup-steps", "2"]
@@ -136,6 +138,16 @@ def test_held_out_sets_validate_and_device_batches_train(sharp_folder, pairs_fol
     name = next(k for k in saved if k.endswith("head.weight"))
     assert torch.allclose(saved[name].float(), ema_weights[name].float())
     assert not torch.equal(ema_weights[name], state["model"][name])  # the EMA lags the raw weights
+
+
+def test_the_recipes_blur_mix_reaches_both_training_paths(sharp_folder, tmp_path):
+    args = parse_args(["--recipe", "adam", "--data", str(sharp_folder), "--out", str(tmp_path), "--blur", "kernels",
+                       *TINY_FLAGS])
+    recipe = resolve_recipe(args)
+    sets = training_sets(args, recipe)
+    assert [s.blur_spec for s in sets] == [BLURS["kernels"]]
+    batches = build_loader(args, recipe, sets, torch.device("cpu"), device_data=True, rank=0, distributed=False)
+    assert batches.blur_spec == BLURS["kernels"]
 
 
 def test_a_bad_image_stops_the_run_before_step_1_or_is_skipped(pairs_folder, tmp_path, capsys):

@@ -1,6 +1,6 @@
 """How strong is the synthetic blur? `python -m train.blur_stats --sharp PHOTOS --real PAIRS`
 
-Prints the histogram of blurred-vs-sharp PSNR for synthetic pairs (the training distribution, `BlurSpec`) next to
+Prints the histogram of blurred-vs-sharp PSNR for synthetic pairs (a training blur mix, `BLURS`) next to
 real blurred/sharp pairs, e.g. frame-averaged GoPro frames, so the synthesis can be calibrated against real blur.
 """
 
@@ -12,6 +12,7 @@ import numpy as np
 
 from vitdeblur.data import DeblurDataset, find_pairs
 from vitdeblur.evaluate import psnr
+from vitdeblur.synthesis import BLURS
 
 EDGES = (0, 20, 25, 30, 35, 40, np.inf)
 
@@ -35,10 +36,11 @@ def main(argv=None) -> None:
     p.add_argument("--real", action="append", default=[], help="real pairs (any paired layout); repeatable")
     p.add_argument("--samples", type=int, default=400, help="synthetic pairs to draw")
     p.add_argument("--crop", type=int, default=256, help="synthetic pairs are random crops of this size")
+    p.add_argument("--blur", default="realistic", choices=BLURS, help="the synthetic blur mix (a recipe's `blur`)")
     args = p.parse_args(argv)
 
-    columns = {"synthetic": pair_psnrs(DeblurDataset(find_pairs(args.sharp, "sharp"), train=True, crop=args.crop),
-                                       args.samples)}
+    synthetic = DeblurDataset(find_pairs(args.sharp, "sharp"), train=True, crop=args.crop, blur_spec=BLURS[args.blur])
+    columns = {f"synthetic ({args.blur})": pair_psnrs(synthetic, args.samples)}
     for folder in args.real:
         dataset = DeblurDataset(find_pairs(folder), train=False)
         columns[f"real: {folder}"] = pair_psnrs(dataset, len(dataset))

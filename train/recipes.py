@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vitdeblur.model import DECODERS
+from vitdeblur.synthesis import BLURS
 
 LOSSES = ("l1", "mse", "relative-mse", "charbonnier")
 OPTIMIZERS = ("adam", "sgd")
@@ -39,6 +40,7 @@ class Recipe:
     gamma: float = 0.5  # StepLR: decay factor
     grad_clip: float | None = None
     # data and length
+    blur: str = "realistic"  # synthetic blur of sharp photos: realistic | kernels (vitdeblur.synthesis.BLURS)
     epochs: int = 100
     max_steps: int | None = None  # stop earlier than `epochs` after this many optimiser steps
     batch_size: int = 16
@@ -53,7 +55,8 @@ class Recipe:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
 
-CHOICES = {"decoder": DECODERS, "loss": LOSSES, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "amp": AMP}
+CHOICES = {"decoder": DECODERS, "blur": tuple(BLURS), "loss": LOSSES, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
+           "amp": AMP}
 
 
 RECIPES = {

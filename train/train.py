@@ -39,6 +39,7 @@ from vitdeblur.evaluate import psnr
 from vitdeblur.hub import load_model, save_checkpoint
 from vitdeblur.inference import resolve_device
 from vitdeblur.model import ViTDeblur, ViTDeblurConfig
+from vitdeblur.synthesis import BLURS
 
 LOG_FIELDS = ["epoch", "step", "lr", "train_loss", "val_loss", "val_psnr", "val_psnr_blurred", "minutes"]
 # The recipe fields that configure the model (backbone, decoder...): those it shares with ViTDeblurConfig.
@@ -234,12 +235,19 @@ def validate(model, datasets, recipe: Recipe, device, dtype, names: list[str] | 
             "val_psnr_blurred": float(np.mean(set_psnrs_blurred)), **row}
 
 
+def training_sets(args: argparse.Namespace, recipe: Recipe) -> list:
+    """The train split of every --data folder; sharp photos get the recipe's synthetic blur mix."""
+    return [load_dataset(d, "train", train=True, layout=args.layout, crop=recipe.crop,
+                         skip_bad_images=args.skip_bad_images, blur_spec=BLURS[recipe.blur]) for d in args.data]
+
+
 def validation_sets(args: argparse.Namespace, recipe: Recipe) -> tuple[list, list[str]]:
     """The val split of every --data folder, and every --val-data folder whole; with a short name for each."""
     trained_on = {Path(d).resolve() for d in args.data}
     if overlap := [d for d in args.val_data if Path(d).resolve() in trained_on]:
         raise SystemExit(f"error: {overlap[0]} is given as --data and as --val-data; held-out validation must never "
                          "be trained on")
+    # The realistic mix whatever the recipe trains on, so runs with different blur mixes compare on the same pairs.
     options = dict(train=False, layout=args.layout, crop=recipe.val_crop, skip_bad_images=args.skip_bad_images)
     sets = [load_dataset(d, "val", **options) for d in args.data]
     sets += [load_dataset(d, "all", **options) for d in args.val_data]
@@ -354,7 +362,8 @@ def build_loader(args, recipe: Recipe, train_sets: list, device: torch.device, d
     world_size = dist.get_world_size() if distributed else 1
     if device_data:
         steps = (recipe.samples_per_epoch or len(train_set)) // world_size // recipe.batch_size
-        return DeviceBatches(train_sets, recipe.batch_size, recipe.crop, steps, device, seed=args.seed + rank)
+        return DeviceBatches(train_sets, recipe.batch_size, recipe.crop, steps, device, blur_spec=BLURS[recipe.blur],
+                             seed=args.seed + rank)
     if recipe.samples_per_epoch:  # random crops with replacement
         sampler = RandomSampler(train_set, replacement=True, num_samples=recipe.samples_per_epoch // world_size,
                                 generator=torch.Generator().manual_seed(args.seed + rank))
@@ -478,8 +487,7 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     try:  # every image is checked here, so a bad one stops the run before its first step
-        train_sets = [load_dataset(d, "train", train=True, layout=args.layout, crop=recipe.crop,
-                                   skip_bad_images=args.skip_bad_images) for d in args.data]
+        train_sets = training_sets(args, recipe)
         val_sets, val_names = validation_sets(args, recipe)
     except BadImagesError as e:
         raise SystemExit(f"error: {e}; fix or remove them, or add --skip-bad-images to train without them") from None

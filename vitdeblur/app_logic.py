@@ -31,7 +31,7 @@ from scipy.signal import convolve2d
 from vitdeblur.evaluate import psnr, ssim
 from vitdeblur.examples import EXAMPLES_DIR, Example, find_example
 from vitdeblur.hub import VARIANTS, load_model, resolve_checkpoint
-from vitdeblur.images import ImageError, LoadedImage, check_megapixels, load_image, to_pil
+from vitdeblur.images import ImageError, LoadedImage, check_megapixels, load_image, save_png, to_pil
 from vitdeblur.inference import deblur_array, resolve_device, resolve_precision
 from vitdeblur.loupe import change_magnitude
 from vitdeblur.synthesis import blur_image, defocus_kernel, line_kernel, motion_kernel
@@ -512,6 +512,6 @@ def save_outputs(outcome: Outcome, folder: str | Path) -> dict[str, str]:
     for key, img in images.items():
         suffix = "blurred" if key == "blurred" else "ground_truth" if key == "ground_truth" else f"deblurred_{key}"
         path = folder / f"{outcome.name}_{suffix}.png"
-        img.save(path)
+        save_png(img, path, overwrite=True)
         paths[key] = str(path)  # Gradio's file components take str paths
     return paths

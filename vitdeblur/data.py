@@ -6,6 +6,7 @@ Layouts (``auto`` detects which):
 * ``gopro``  -- GoPro: ``<split>/<scene>/blur/*.png`` and ``<split>/<scene>/sharp/*.png`` (any depth).
 * ``pairs``  -- a folder with ``blur/`` and ``sharp/`` holding files of the same names.
 * ``sharp``  -- any folder of sharp photos; blurred inputs are made synthetically (`vitdeblur.synthesis`).
+* ``examples`` -- the app's examples: ``<name>/blurred.png`` with ``<name>/sharp.png`` (those without are skipped).
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from vitdeblur.examples import list_examples
 from vitdeblur.images import ImageError, check_image, load_image, to_uint8
 from vitdeblur.synthesis import GAMMA, BlurSpec, Degradation, degrade_crop
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}  # a GIF gives its first frame
-LAYOUTS = ("auto", "kaggle", "gopro", "pairs", "sharp")
+LAYOUTS = ("auto", "kaggle", "gopro", "pairs", "sharp", "examples")
 SPLITS = ("train", "val", "test", "all")
 KAGGLE_BLUR = {"motion": ("motion_blurred", "_M"), "defocus": ("defocused_blurred", "_F")}
 
@@ -52,7 +54,9 @@ def detect_layout(root: str | Path) -> str:
         return "gopro"
     if list_images(root):
         return "sharp"
-    raise ValueError(f"{root}: no known layout (kaggle, gopro, pairs, or a folder of sharp images)")
+    if list_examples(root):
+        return "examples"
+    raise ValueError(f"{root}: no known layout (kaggle, gopro, pairs, examples, or a folder of sharp images)")
 
 
 def _same_name_pairs(blur_dir: Path, sharp_dir: Path, group: str | None = None) -> list[Pair]:
@@ -84,6 +88,8 @@ def find_pairs(root: str | Path, layout: str = "auto", kaggle_blur: str = "both"
             pairs += _same_name_pairs(blur_dir, blur_dir.parent / "sharp", scene)
     elif layout == "sharp":
         pairs = [Pair(p, None, p.name) for p in list_images(root)]
+    elif layout == "examples":
+        pairs = [Pair(e.sharp, e.blurred, e.name) for e in list_examples(root) if e.sharp]
     else:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if not pairs:

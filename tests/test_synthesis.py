@@ -4,7 +4,7 @@ import torch
 from conftest import photo
 
 from train.blur_stats import main as blur_stats
-from vitdeblur.synthesis import BLURS, BlurSpec, Degradation, degrade, degrade_crop, shake
+from vitdeblur.synthesis import BLURS, BlurMix, BlurSpec, Degradation, degrade, degrade_crop, shake
 
 
 def image_tensor(name="astronaut", size=(96, 96)) -> torch.Tensor:
@@ -83,6 +83,13 @@ def test_the_kernels_mix_only_makes_strong_uniform_kernels():
     samples = [BLURS["kernels"].sample(rng) for _ in range(200)]
     assert {s.kind for s in samples} == {"motion", "defocus"}
     assert all(7 <= s.extent <= 41 and s.linear and s.highlight_gain == 1 and s.jpeg_quality is None for s in samples)
+
+
+def test_a_blur_mix_draws_from_each_of_its_distributions_by_weight():
+    rng = np.random.default_rng(0)
+    mix = BlurMix((BlurSpec(sharp_probability=1.0), BLURS["kernels"]), (0.25, 0.75))
+    kinds = [mix.sample(rng).kind for _ in range(400)]
+    assert 0.18 < kinds.count("sharp") / 400 < 0.32 and {"motion", "defocus"} <= set(kinds)
 
 
 def test_validation_degradations_are_fixed_by_seed():

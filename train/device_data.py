@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from vitdeblur.data import DeblurDataset
-from vitdeblur.synthesis import BlurSpec, degrade_crop
+from vitdeblur.synthesis import BlurMix, BlurSpec, degrade_crop
 
 
 class DeviceBatches:
@@ -22,7 +22,7 @@ class DeviceBatches:
     """
 
     def __init__(self, datasets: list[DeblurDataset], batch_size: int, crop: int, steps: int,
-                 device: torch.device, blur_spec: BlurSpec | None = None, seed: int = 0):
+                 device: torch.device, blur_spec: BlurSpec | BlurMix | None = None, seed: int = 0):
         self.batch_size, self.crop, self.steps, self.device = batch_size, crop, steps, device
         self.sharp_only, self.pairs = [], []
         for dataset in datasets:

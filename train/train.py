@@ -292,7 +292,8 @@ def hardware(device: torch.device) -> str:
     if device.type == "cuda":
         count = dist.get_world_size() if dist.is_initialized() else 1
         return f"{count}x {torch.cuda.get_device_name(device)}"
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"CPU ({platform.processor() or platform.machine()}, {threads} thread{'s' if threads > 1 else ''})"
 
 
 def atomic_torch_save(obj, path: Path) -> None:

@@ -425,7 +425,8 @@ def checkpoint_facts(folder: str | Path) -> dict:
     return facts
 
 
-TEST_SET_NAMES = {"gopro": "real blur (GoPro)", "synthetic": "synthetic blur"}
+TEST_SET_NAMES = {"gopro": "real blur (GoPro)", "synthetic": "synthetic blur",
+                  "examples": "the examples (uniform blur kernels)"}
 
 
 def training_note(facts: dict[str, dict]) -> str:

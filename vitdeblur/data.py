@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from vitdeblur.examples import list_examples
 from vitdeblur.images import ImageError, check_image, load_image, to_uint8
-from vitdeblur.synthesis import GAMMA, BlurSpec, Degradation, degrade_crop
+from vitdeblur.synthesis import GAMMA, BlurMix, BlurSpec, Degradation, degrade_crop
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}  # a GIF gives its first frame
 LAYOUTS = ("auto", "kaggle", "gopro", "pairs", "sharp", "examples")
@@ -171,7 +171,7 @@ def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(_to_float(rgb))).permute(2, 0, 1)
 
 
-def evaluation_degradation(spec: BlurSpec, rng: np.random.Generator) -> Degradation:
+def evaluation_degradation(spec: BlurSpec | BlurMix, rng: np.random.Generator) -> Degradation:
     """A degradation for validation and test pairs: never one that leaves the image unchanged, whose infinite PSNR
     would swamp a set's mean (training keeps them: they teach the model to leave sharp content alone)."""
     for _ in range(1000):
@@ -190,8 +190,8 @@ class DeblurDataset(Dataset):
     Decoded images are cached in memory as uint8 (the datasets here are small).
     """
 
-    def __init__(self, pairs: list[Pair], train: bool, crop: int | None = None, blur_spec: BlurSpec | None = None,
-                 seed: int = 0):
+    def __init__(self, pairs: list[Pair], train: bool, crop: int | None = None,
+                 blur_spec: BlurSpec | BlurMix | None = None, seed: int = 0):
         if not pairs:
             raise ValueError("empty dataset")
         if train and not crop:

@@ -177,16 +177,25 @@ class BlurSpec:
         return (path * extent / max(reach.max(), 1e-6)).astype(np.float32)
 
 
+@dataclass
+class BlurMix:
+    """Each degradation drawn from one of several blur distributions, picked with the given weights."""
+
+    specs: tuple[BlurSpec, ...]
+    weights: tuple[float, ...]
+
+    def sample(self, rng: np.random.Generator) -> Degradation:
+        weights = np.asarray(self.weights, dtype=float)
+        return self.specs[rng.choice(len(self.specs), p=weights / weights.sum())].sample(rng)
+
+
 # Named blur mixes (a recipe's `blur` field). "kernels" is the project's first synthesis, kept for ablations: uniform
 # motion (70%) and defocus kernels of 7-41 px in linear light with Gaussian noise; no shake, sharp or lightly blurred
-# pairs, highlights or JPEG.
-BLURS = {
-    "realistic": BlurSpec(),
-    "kernels": BlurSpec(sharp_probability=0.0, light_probability=0.0, min_extent=7.0, max_extent=41.0,
-                        shake_probability=0.0, defocus_probability=0.3, linear_probability=1.0,
-                        highlight_probability=0.0, noise_probability=1.0, max_shot_noise=0.0, max_read_noise=0.01,
-                        jpeg_probability=0.0),
-}
+# pairs, highlights or JPEG. "mixed" draws half its pairs from each.
+KERNELS = BlurSpec(sharp_probability=0.0, light_probability=0.0, min_extent=7.0, max_extent=41.0,
+                   shake_probability=0.0, defocus_probability=0.3, linear_probability=1.0, highlight_probability=0.0,
+                   noise_probability=1.0, max_shot_noise=0.0, max_read_noise=0.01, jpeg_probability=0.0)
+BLURS = {"realistic": BlurSpec(), "kernels": KERNELS, "mixed": BlurMix((BlurSpec(), KERNELS), (0.5, 0.5))}
 
 
 def _to_linear(x: torch.Tensor) -> torch.Tensor:

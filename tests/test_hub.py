@@ -184,6 +184,13 @@ def test_model_card_says_how_the_encoder_started():
     assert "ImageNet-pretrained" in card.text and "blur_dataset" in card.text
 
 
+def test_model_card_names_the_synthetic_blur_mix():
+    config = tiny_model().config
+    mixed = model_card(config, training={"blur": "mixed", "data": ["photos"]}).text
+    assert "- synthetic blur: mixed" in mixed and "half uniform motion and defocus kernels of 7-41 px" in mixed
+    assert "kernels of 7-41 px" not in model_card(config, training={"data": ["photos"]}).text  # older runs: realistic
+
+
 def test_model_card_lists_the_optimiser_options_that_were_on():
     config = tiny_model().config
     sgd = model_card(config, training={"optimizer": "sgd", "momentum": 0.9, "lars_trust": 0.2}).text

@@ -69,6 +69,9 @@ def test_training_run_writes_its_outputs_and_resumes(pairs_folder, tmp_path):
     assert [r["step"] for r in rows] == ["2", "4", "6"]
     state = torch.load(out / "train_state.pt", weights_only=True)
     assert state["epoch"] == 3 and state["step"] == 6
+    best_step = json.loads((out / "best" / "train_config.json").read_text())["steps"]
+    assert json.loads((out / "last" / "train_config.json").read_text())["steps"] == 6
+    assert best_step == 2 * max(range(3), key=lambda i: float(rows[i]["val_psnr"])) + 2  # as of the best epoch
 
 
 def test_init_starts_from_a_checkpoint(pairs_folder, tmp_path, tiny_checkpoint):

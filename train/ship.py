@@ -113,13 +113,15 @@ def main(argv=None) -> None:
     for name in args.ship:
         run = runs[name]
         model = load_model(run / "best", "cpu")
-        training = json.loads((run / "train_config.json").read_text())
+        # the facts as of the best epoch where the run kept them (older runs: the run's, as of its last epoch)
+        config = next(p for p in (run / "best" / "train_config.json", run / "train_config.json") if p.exists())
+        training = json.loads(config.read_text())
         training["recipe"] = training.get("name", name)
         training["name"] = f"vitdeblur-{name}"
         target, staging = SHIPPED_DIR / name, SHIPPED_DIR / f".{name}.new"
         shutil.rmtree(staging, ignore_errors=True)
         save_checkpoint(model, staging, half=True, training=training, evaluations=evaluations[name],
-                        files=[run / "train_config.json", run / "loss_curve.png", *run.glob("metrics-*.json")])
+                        files=[config, run / "loss_curve.png", *run.glob("metrics-*.json")])
         load_model(staging)  # the new folder loads before it replaces the old one
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)

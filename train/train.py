@@ -467,10 +467,11 @@ def save_run(out: Path, model, ema, optimizer, scheduler, progress: Progress, fa
     facts.update(steps=progress.step, epochs_done=progress.epoch, minutes=round(progress.minutes, 1))
     (out / "train_config.json").write_text(json.dumps(facts, indent=2))
     weights = ema.module if ema else model
-    save_checkpoint(weights, out / "last", training=facts)
+    # each checkpoint folder keeps the facts as of its own step (best/ is often an earlier epoch than the run's end)
+    save_checkpoint(weights, out / "last", training=facts, files=[out / "train_config.json"])
     if val_psnr > progress.best_psnr:
         progress.best_psnr = val_psnr
-        save_checkpoint(weights, out / "best", training=facts)
+        save_checkpoint(weights, out / "best", training=facts, files=[out / "train_config.json"])
     atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                        "scheduler": scheduler.state_dict(), **({"ema": ema.state_dict()} if ema else {}),
                        **dataclasses.asdict(progress)}, out / "train_state.pt")

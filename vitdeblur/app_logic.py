@@ -39,9 +39,9 @@ from vitdeblur.synthesis import blur_image, defocus_kernel, line_kernel, motion_
 CHOICES = (*VARIANTS, "both")  # the values of the app's variant setting and of its API
 # Processing is capped at this many megapixels by default; larger photos are downscaled first (Lanczos).
 # Measured through `deblur` + `save_outputs` with both shipped (nafnet) checkpoints on 2 idle CPU cores with fast
-# bf16: a 12 MP JPEG with "both" takes 9.5 s at 6 MP (5.1 s reading and deblurring, 4.4 s writing the three PNGs) and
-# 18.9 s at full resolution, over the ~15 s a user should wait. A GPU does 12 MP in seconds.
-DEFAULT_MAX_MEGAPIXELS = {"cpu": 6.0, "cuda": 12.0}
+# bf16: a 12 MP JPEG with "both" takes 11.4 s at full resolution (9.2 s reading and deblurring, 2.1 s writing the
+# three PNGs at zlib level 1), within the ~15 s a user should wait.
+DEFAULT_MAX_MEGAPIXELS = {"cpu": 12.0, "cuda": 12.0}
 MAX_MEGAPIXELS_LIMIT = {"cpu": 12.0, "cuda": 48.0}  # the most the setting allows
 RESULTS_MAX_AGE_S = 3600  # result PNGs older than this are deleted when new ones are written
 # Uploads above this many megabytes are refused by the server ($VITDEBLUR_MAX_FILE_MB); 50 MB holds any camera JPEG

@@ -140,6 +140,15 @@ def load_weights(cls, model_id: str, config: ViTDeblurConfig | dict | None = Non
     return model
 
 
+REALISTIC_BLUR = ("non-uniform camera shake, motion and defocus of 0.5-32 px, unblurred pairs, highlights, noise "
+                  "and JPEG")
+BLUR_TEXT = {  # a recipe's `blur` mix (vitdeblur.synthesis.BLURS) in words
+    "realistic": REALISTIC_BLUR,
+    "kernels": "uniform motion and defocus kernels of 7-41 px with noise",
+    "mixed": f"half {REALISTIC_BLUR}; half uniform motion and defocus kernels of 7-41 px with noise",
+}
+
+
 def model_card(config, evaluations: list[dict] | None = None, training: dict | None = None) -> ModelCard:
     """The model card (README.md with YAML metadata) for a checkpoint: architecture, recipe, data, results, limits.
 
@@ -202,7 +211,8 @@ def model_card(config, evaluations: list[dict] | None = None, training: dict | N
                  ("optimizer", "optimizer"), ("learning rate", "lr"), ("momentum", "momentum"),
                  ("LARS trust", "lars_trust"),
                  ("schedule", "schedule"), ("batch size", "batch_size"), ("crop", "crop"), ("steps", "steps"),
-                 ("EMA decay", "ema_decay"), ("data", "data"), ("validation (never trained on)", "val_data"),
+                 ("EMA decay", "ema_decay"), ("data", "data"), ("synthetic blur", "blur"),
+                 ("validation (never trained on)", "val_data"),
                  ("started from", "init"), ("hardware", "hardware"),
                  ("training time (minutes)", "minutes")]
         for label, key in facts:
@@ -224,9 +234,9 @@ def model_card(config, evaluations: list[dict] | None = None, training: dict | N
     data = ", ".join(Path(d).name for d in training.get("data", [])) or "the data listed under Training"
     lines += [
         "## Limitations",
-        f"- Trained only on {data} (images in a `sharp` layout get the project's synthetic blur: non-uniform camera "
-        "shake, motion and defocus of 0.5-32 px, unblurred pairs, highlights, noise and JPEG); expect little on blur "
-        "far outside that (very large motion, heavy noise, low light, moving objects).",
+        f"- Trained only on {data} (images in a `sharp` layout get the project's synthetic blur: "
+        f"{BLUR_TEXT.get(training.get('blur', 'realistic'), training.get('blur'))}); expect little on blur far outside "
+        "that (very large motion, heavy noise, low light, moving objects).",
         "- " + ("The encoder started from random init: ImageNet weights could not be used where it was trained."
                 if not pretrained else "The encoder started from timm's ImageNet weights."),
         "- PSNR here is not comparable with the ~48 dB the study reports: that figure is not reproducible with "

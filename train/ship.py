@@ -114,7 +114,9 @@ def main(argv=None) -> None:
         run = runs[name]
         model = load_model(run / "best", "cpu")
         # the facts as of the best epoch where the run kept them (older runs: the run's, as of its last epoch)
-        config = next(p for p in (run / "best" / "train_config.json", run / "train_config.json") if p.exists())
+        config = run / "best" / "train_config.json"
+        if not config.exists():
+            config = run / "train_config.json"
         training = json.loads(config.read_text())
         training["recipe"] = training.get("name", name)
         training["name"] = f"vitdeblur-{name}"

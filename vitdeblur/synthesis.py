@@ -192,10 +192,11 @@ class BlurMix:
 # Named blur mixes (a recipe's `blur` field). "kernels" is the project's first synthesis, kept for ablations: uniform
 # motion (70%) and defocus kernels of 7-41 px in linear light with Gaussian noise; no shake, sharp or lightly blurred
 # pairs, highlights or JPEG. "mixed" draws half its pairs from each.
+REALISTIC = BlurSpec()
 KERNELS = BlurSpec(sharp_probability=0.0, light_probability=0.0, min_extent=7.0, max_extent=41.0,
                    shake_probability=0.0, defocus_probability=0.3, linear_probability=1.0, highlight_probability=0.0,
                    noise_probability=1.0, max_shot_noise=0.0, max_read_noise=0.01, jpeg_probability=0.0)
-BLURS = {"realistic": BlurSpec(), "kernels": KERNELS, "mixed": BlurMix((BlurSpec(), KERNELS), (0.5, 0.5))}
+BLURS = {"realistic": REALISTIC, "kernels": KERNELS, "mixed": BlurMix((REALISTIC, KERNELS), (0.5, 0.5))}
 
 
 def _to_linear(x: torch.Tensor) -> torch.Tensor:

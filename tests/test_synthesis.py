@@ -101,3 +101,22 @@ def test_blur_stats_prints_a_histogram(sharp_folder, pairs_folder, capsys):
     blur_stats(["--sharp", str(sharp_folder), "--real", str(pairs_folder), "--samples", "12", "--crop", "32"])
     out = capsys.readouterr().out
     assert "20-25 dB" in out and "median" in out and "synthetic" in out
+
+
+def test_a_batch_is_degraded_as_each_image_alone():
+    from vitdeblur.synthesis import defocus_kernel, degrade_batch, motion_kernel
+
+    rng = np.random.default_rng(0)
+    sharp = torch.stack([image_tensor(name, (64, 80)) for name in ("astronaut", "coffee", "chelsea", "rocket")])
+    ds = [Degradation(kind="shake", extent=5, poses=poses((0, 0, 0, 0), (2, 3, 1, 0), (4, 5, 3, 1)), linear=False),
+          Degradation(kind="motion", extent=9, kernel=motion_kernel(rng, 9), highlight_gain=3.0),
+          Degradation(kind="defocus", extent=4, kernel=defocus_kernel(2.0)),
+          Degradation(kind="shake", extent=3, poses=poses((0, 0, 0, 0), (1, -3, 0, 2)), highlight_gain=2.0)]
+    origins, frames = [(0, 0), (5, 0), (0, 7), (30, 40)], [(64, 80), (100, 90), (64, 120), (300, 200)]
+    blurred, target = degrade_batch(sharp, ds, torch.Generator(), origins, frames)
+    for i, d in enumerate(ds):
+        alone, alone_target = degrade(sharp[i], d, torch.Generator(), origins[i], frames[i])
+        inner = (slice(None), slice(5, -5), slice(5, -5))  # kernels padded to the largest reflect a little further
+        assert torch.allclose(blurred[i][inner], alone[inner], atol=1e-4), d.kind
+        assert torch.allclose(target[i], alone_target, atol=1e-6)
+    assert (blurred - sharp).abs().mean() > 0.01

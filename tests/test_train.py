@@ -1,3 +1,4 @@
+import argparse
 import csv
 import json
 
@@ -188,3 +189,22 @@ def test_lars_moves_every_weight_tensor_by_the_same_share():
         assert torch.isclose((p.detach() - old).norm(), torch.tensor(0.5 * 0.01) * old.norm(), rtol=1e-4)
     for p, old, grad in zip((zero, bias), before[2:], grads):  # still-zero tensors and vectors: the plain step
         assert torch.allclose(p.detach(), old - 0.5 * grad)
+
+
+def test_the_gpu_calls_runs_are_valid_training_commands_on_one_budget():
+    from train.gpu_train_all import EPOCHS, RUNS, train_command
+
+    args = argparse.Namespace(data=["photos"], val_data=[], backbone=None, blur="mixed", batch_size=16, crop=256,
+                              minutes=6.0)
+    parsed = {}
+    for run in RUNS:
+        command = train_command(run, args, steps_per_epoch=40, device=torch.device("cuda"))
+        assert command[1:3] == ["-m", "train"]
+        parsed[run.name] = parse_args(command[3:])
+    recipes = {name: resolve_recipe(a) for name, a in parsed.items()}
+    assert recipes["paper-ref-adam"].decoder == recipes["paper-ref-sgd"].decoder == "paper"
+    assert recipes["adam-scratch"].decoder == RECIPES["adam"].decoder and recipes["sgd"].loss == RECIPES["sgd"].loss
+    assert parsed["adam"].init == "checkpoints/adam" and parsed["adam-scratch"].init is None
+    # the same steps, crops and blur for every run: an equal budget
+    assert {(r.samples_per_epoch, r.epochs, r.crop, r.batch_size, r.blur) for r in recipes.values()} == {
+        (640, EPOCHS, 256, 16, "mixed")}

@@ -2,8 +2,9 @@
 
 A GPU pushes thousands of small crops per second through a ViT-Tiny-sized model, more than CPU workers can blur and
 ship. So every training image is held in device memory (uint8), crops are cut there, and the synthetic blur runs on
-the device with the very same code and distribution as the CPU pipeline (`vitdeblur.synthesis`). Real pairs are
-cropped as they are.
+the device with the very same code and distribution as the CPU pipeline (`vitdeblur.synthesis`), all crops of a
+batch at once (`degrade_batch`): per-crop calls would leave the GPU waiting on Python. Real pairs are cropped as
+they are.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 
 from vitdeblur.data import DeblurDataset
-from vitdeblur.synthesis import BlurMix, BlurSpec, degrade_crop
+from vitdeblur.synthesis import BlurMix, BlurSpec, degrade_batch
 
 
 class DeviceBatches:
@@ -50,18 +51,44 @@ class DeviceBatches:
     def _position(self, image: torch.Tensor, size: int) -> tuple[int, int]:
         return (int(self.rng.integers(0, image.shape[1] - size + 1)), int(self.rng.integers(0, image.shape[2] - size + 1)))
 
+    def _region(self, image: torch.Tensor, y: int, x: int, size: tuple[int, int]) -> tuple[int, int]:
+        """The corner of a `size` region of `image` that holds the crop at (y, x), with the crop as central as the
+        photo's borders allow (real neighbours as blur context wherever there are some)."""
+        corner = []
+        for start, extent, full in ((y, size[0], image.shape[1]), (x, size[1], image.shape[2])):
+            low, high = max(0, start + self.crop - extent), min(start, full - extent)
+            corner.append(int(np.clip(start - (extent - self.crop) // 2, low, high)))
+        return corner[0], corner[1]
+
+    def _synthesise(self, images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Blurred and sharp crops of sharp photos, all degraded in one batch (`degrade_batch`): each crop is cut with
+        the context its blur needs, the same size for all."""
+        degradations = [self.blur_spec.sample(self.rng) for _ in images]
+        margin = max(d.margin for d in degradations)
+        size = (min([self.crop + 2 * margin] + [im.shape[1] for im in images]),
+                min([self.crop + 2 * margin] + [im.shape[2] for im in images]))
+        regions, corners, inner = [], [], []
+        for image in images:
+            y, x = self._position(image, self.crop)
+            y0, x0 = self._region(image, y, x, size)
+            regions.append(image[:, y0:y0 + size[0], x0:x0 + size[1]])
+            corners.append((y0, x0))
+            inner.append((y - y0, x - x0))
+        blurred, target = degrade_batch(torch.stack(regions).float() / 255, degradations, self.generator, corners,
+                                        [tuple(im.shape[1:]) for im in images])
+        return (torch.stack([self._crop(b, self.crop, y, x) for b, (y, x) in zip(blurred, inner)]),
+                torch.stack([self._crop(t, self.crop, y, x) for t, (y, x) in zip(target, inner)]))
+
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         n_items = len(self.sharp_only) + len(self.pairs)
         picks = self.rng.integers(0, n_items, self.batch_size)
         synthetic = [self.sharp_only[i] for i in picks if i < len(self.sharp_only)]
         real = [self.pairs[i - len(self.sharp_only)] for i in picks if i >= len(self.sharp_only)]
         blurs, sharps = [], []
-        for image in synthetic:
-            y, x = self._position(image, self.crop)
-            blur, sharp = degrade_crop(image, self.blur_spec.sample(self.rng), y, x, self.crop, self.crop,
-                                       self.generator)
-            blurs.append(blur[None])
-            sharps.append(sharp[None])
+        if synthetic:
+            blur, sharp = self._synthesise(synthetic)
+            blurs.append(blur)
+            sharps.append(sharp)
         if real:
             crops = []
             for blur, sharp in real:

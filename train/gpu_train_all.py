@@ -1,26 +1,31 @@
-"""Train the shipped variants and their references in one GPU call, on the same budget, and pack them for the trip back.
+"""Train the shipped variants and their equal-budget references side by side in one GPU call, packed for the trip back.
 
-    python -m train.gpu_train_all --data data/sharp --val-data data/gopro_GOPR0477 --out "$OUT" --minutes-per-run 2
+    python -m train.gpu_train_all --data data/sharp --out "$OUT" --minutes 6
 
-Runs adam and sgd (their recipes' decoder) and the paper decoder trained with each recipe, all for the same number of
-steps; the real GoPro pairs only validate (they pick the best checkpoint and are never trained on): a short probe
-measures this machine's throughput first, so the four runs fit the time given. Each run goes to
-/tmp/runs/NAME and is packed as OUT/NAME.tar (fp16 best/ checkpoint, log.csv, train_config.json, loss_curve.png),
-one file per run, each well under 16 MiB. Back on the CPU machine:
+All runs share the GPU at once, one process each: the blur is synthesised crop by crop (Python-bound), so a single
+small-model process leaves most of an H100 idle. `adam` and `sgd` continue from the shipped checkpoints; four runs
+start from scratch on the same number of steps: each recipe with its own decoder and with the study's `paper` decoder
+(the references the shipped models must beat). A short probe of all the runs at once measures the steps that fit in
+--minutes. Each run goes to /tmp/runs/NAME and is packed as OUT/NAME.tar as soon as it ends (fp16 best/ checkpoint,
+log.csv, train_config.json, loss_curve.png, the run's output), one file per run, each under 16 MiB. Back here:
 
     for f in OUT/*.tar; do mkdir -p runs/$(basename $f .tar) && tar -xf $f -C runs/$(basename $f .tar); done
     python -m train.ship --run adam=runs/adam ... --test synthetic=data/sharp --heldout gopro=data/gopro_GOPR0477 \
         --docs docs/results --ship adam sgd
 
-On the project's device machine: copy the data into the ignored folder data/ (`cp -r ../shared/data/sharp
-../shared/data/gopro_GOPR0477 data/`), name `data` in the call's carry, and run the command above (about 50 MiB
-travels). Rehearse it on the CPU first with tiny settings: --backbone test_vit --minutes-per-run 0.3 --device cpu.
+On the project's device machine everything must travel with the working tree (64 MiB in all): put the sharp photos,
+scaled down if need be, in the ignored folder data/, name it in the call's carry and pass --val-data only for real
+pairs that fit. Rehearse on the CPU first: --backbone test_vit --minutes 0.3 --device cpu --only adam-scratch.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -31,35 +36,59 @@ import torch
 from train.device_data import DeviceBatches
 from train.recipes import RECIPES
 from train.train import amp_dtype, build_model, make_optimizer, train_step
-from train.train import main as train_main
 from vitdeblur.data import load_dataset
 from vitdeblur.hub import load_model, save_checkpoint
 from vitdeblur.inference import resolve_device
-
-RUNS = [("adam", "adam", RECIPES["adam"].decoder), ("sgd", "sgd", RECIPES["sgd"].decoder),
-        ("paper-ref-adam", "adam", "paper"), ("paper-ref-sgd", "sgd", "paper")]
-EPOCHS = 10
+from vitdeblur.synthesis import BLURS
 
 
-def images_per_second(data: list[str], backbone: str, batch_size: int, crop: int, device: torch.device,
-                      steps: int = 30) -> float:
-    """Training throughput of the adam recipe's model with on-device data."""
-    recipe = RECIPES["adam"]
-    model = build_model(dataclasses.replace(recipe, backbone=backbone), None)
-    model = model.to(device, memory_format=torch.channels_last).train()
+@dataclasses.dataclass(frozen=True)
+class Run:
+    name: str
+    recipe: str
+    decoder: str | None = None  # None: the recipe's
+    init: str | None = None  # continue from these weights (they decide the architecture)
+    lr: float | None = None  # None: the recipe's
+
+
+RUNS = (Run("adam", "adam", init="checkpoints/adam", lr=3e-4), Run("sgd", "sgd", init="checkpoints/sgd", lr=0.005),
+        Run("adam-scratch", "adam"), Run("sgd-scratch", "sgd"),
+        Run("paper-ref-adam", "adam", decoder="paper"), Run("paper-ref-sgd", "sgd", decoder="paper"))
+EPOCHS = 12
+RUNS_DIR = Path("/tmp/runs")
+
+
+def images_per_second(run: Run, data: list[str], backbone: str | None, batch_size: int, crop: int, blur: str,
+                      device: torch.device, steps: int = 30) -> float:
+    """Training throughput of one run's model with on-device data (the probe; the other runs' probes run alongside)."""
+    recipe = dataclasses.replace(RECIPES[run.recipe], **{k: v for k, v in (("decoder", run.decoder),
+                                                                         ("backbone", backbone)) if v})
+    model = build_model(recipe, None).to(device, memory_format=torch.channels_last).train()
     optimizer = make_optimizer(recipe, model)
     batches = DeviceBatches([load_dataset(d, "train", train=True, crop=crop) for d in data], batch_size, crop,
-                            steps, device)
+                            steps, device, blur_spec=BLURS[blur])
     dtype = amp_dtype(recipe, device)
-    for i, (blur, sharp) in enumerate(batches):
+    for i, (blurred, sharp) in enumerate(batches):
         if i == steps // 3:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        train_step(model, optimizer, recipe, blur, sharp, dtype)
+        train_step(model, optimizer, recipe, blurred.contiguous(memory_format=torch.channels_last), sharp, dtype)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return (steps - steps // 3) * batch_size / (time.perf_counter() - start)
+
+
+def train_command(run: Run, args: argparse.Namespace, steps_per_epoch: int, device: torch.device) -> list[str]:
+    return [sys.executable, "-m", "train", "--recipe", run.recipe, "--out", str(RUNS_DIR / run.name),
+            *(["--decoder", run.decoder] if run.decoder else []), *(["--init", run.init] if run.init else []),
+            *(["--lr", str(run.lr)] if run.lr else []), *(["--backbone", args.backbone] if args.backbone else []),
+            *[flag for d in args.data for flag in ("--data", d)],
+            *[flag for d in args.val_data for flag in ("--val-data", d)],
+            "--device", str(device), "--device-data", "--blur", args.blur,
+            "--batch-size", str(args.batch_size), "--crop", str(args.crop), "--epochs", str(EPOCHS),
+            "--samples-per-epoch", str(steps_per_epoch * args.batch_size),
+            "--warmup-steps", str(min(200, steps_per_epoch)), "--max-minutes", str(1.15 * args.minutes)]
 
 
 def pack(run: Path, target: Path) -> None:
@@ -67,9 +96,22 @@ def pack(run: Path, target: Path) -> None:
         best = save_checkpoint(load_model(run / "best"), Path(tmp) / "best", half=True)
         with tarfile.open(target, "w") as tar:
             tar.add(best, arcname="best")
-            for name in ("log.csv", "train_config.json", "loss_curve.png"):
+            for name in ("log.csv", "train_config.json", "loss_curve.png", "output.log"):
                 if (run / name).exists():
                     tar.add(run / name, arcname=name)
+
+
+def run_all(commands: dict[str, list[str]], logs: dict[str, Path]) -> dict[str, int]:
+    """Start every command at once, each writing to its log; wait for all; their exit codes by name."""
+    processes = {}
+    # progress bars into a log file: a line every 30 s is plenty; the cores shared out (each process would take all)
+    threads = str(max(1, len(os.sched_getaffinity(0)) // len(commands)))
+    quiet = {**os.environ, "TQDM_MININTERVAL": "30", "OMP_NUM_THREADS": threads}
+    for name, command in commands.items():
+        logs[name].parent.mkdir(parents=True, exist_ok=True)
+        with open(logs[name], "w") as log:
+            processes[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=quiet)
+    return {name: process.wait() for name, process in processes.items()}
 
 
 def main() -> None:
@@ -77,32 +119,52 @@ def main() -> None:
     parser.add_argument("--data", action="append", required=True)
     parser.add_argument("--val-data", action="append", default=[], help="validation only, never trained on")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--minutes-per-run", type=float, default=2.0)
-    parser.add_argument("--backbone", default="vit_tiny_patch16_224")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument("--minutes", type=float, default=6.0, help="training time, all runs at once")
+    parser.add_argument("--backbone", help="replace the recipes' backbone in the runs from scratch (e.g. test_vit)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--crop", type=int, default=256, help="the inference tile size: the ViT sees as much context")
+    parser.add_argument("--blur", default="mixed", choices=sorted(BLURS))
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--only", nargs="+", choices=[run.name for run in RUNS], help="a subset of the runs")
+    parser.add_argument("--probe", choices=[run.name for run in RUNS], help=argparse.SUPPRESS)  # one probe process
     args = parser.parse_args()
     device = resolve_device(args.device)
+    runs = {run.name: run for run in RUNS if not args.only or run.name in args.only}
+
+    if args.probe:
+        speed = images_per_second(runs[args.probe], args.data, args.backbone, args.batch_size, args.crop, args.blur,
+                                  device)
+        print(json.dumps({"images_per_second": speed}))
+        return
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    probe_logs = {name: RUNS_DIR / f"probe-{name}.log" for name in runs}
+    base = [sys.executable, "-m", "train.gpu_train_all", "--out", str(out), "--device", str(device),
+            "--batch-size", str(args.batch_size), "--crop", str(args.crop), "--blur", args.blur,
+            *(["--backbone", args.backbone] if args.backbone else []),
+            *[flag for d in args.data for flag in ("--data", d)]]
+    codes = run_all({name: [*base, "--probe", name] for name in runs}, probe_logs)
+    speeds = {}
+    for name, code in codes.items():
+        text = probe_logs[name].read_text()
+        if code:
+            raise SystemExit(f"probe of {name} failed:\n{text[-3000:]}")
+        speeds[name] = json.loads(text.strip().splitlines()[-1])["images_per_second"]
+    # the same number of steps for every run, sized by the slowest; 85% of the time for steps, the rest for
+    # start-up, validation and saving
+    steps_per_epoch = max(1, int(0.85 * args.minutes * 60 * min(speeds.values()) / args.batch_size) // EPOCHS)
+    print(", ".join(f"{name} {speed:.0f}" for name, speed in speeds.items()) + f" images/s at once on {device}: "
+          f"{EPOCHS} epochs of {steps_per_epoch} steps of {args.batch_size} crops of {args.crop} px per run",
+          flush=True)
 
-    speed = images_per_second(args.data, args.backbone, args.batch_size, args.crop, device)
-    # 80% of the time for training steps: start-up, validation and saving take the rest.
-    steps_per_epoch = max(1, int(0.8 * args.minutes_per_run * 60 * speed / args.batch_size) // EPOCHS)
-    print(f"{speed:.0f} images/s on {device}: {EPOCHS} epochs of {steps_per_epoch} steps per run", flush=True)
-    for name, recipe, decoder in RUNS:
-        run = Path("/tmp/runs") / name
-        train_main(["--recipe", recipe, "--decoder", decoder, "--backbone", args.backbone, "--out", str(run),
-                    *[flag for d in args.data for flag in ("--data", d)],
-                    *[flag for d in args.val_data for flag in ("--val-data", d)],
-                    "--device", str(device), "--device-data",
-                    "--batch-size", str(args.batch_size), "--crop", str(args.crop), "--epochs", str(EPOCHS),
-                    "--samples-per-epoch", str(steps_per_epoch * args.batch_size),
-                    "--warmup-steps", str(min(200, steps_per_epoch)),
-                    "--max-minutes", str(1.3 * args.minutes_per_run)])
-        pack(run, out / f"{name}.tar")
-        print(f"packed {out / f'{name}.tar'} ({(out / f'{name}.tar').stat().st_size / 2**20:.1f} MiB)", flush=True)
+    logs = {name: RUNS_DIR / name / "output.log" for name in runs}
+    codes = run_all({name: train_command(run, args, steps_per_epoch, device) for name, run in runs.items()}, logs)
+    for name, code in codes.items():
+        print(f"--- {name}: exit {code}\n" + "\n".join(logs[name].read_text().splitlines()[-4:]), flush=True)
+        if (RUNS_DIR / name / "best").exists():
+            pack(RUNS_DIR / name, out / f"{name}.tar")
+            print(f"packed {out / f'{name}.tar'} ({(out / f'{name}.tar').stat().st_size / 2**20:.1f} MiB)", flush=True)
 
 
 if __name__ == "__main__":

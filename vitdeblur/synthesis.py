@@ -208,48 +208,63 @@ def _from_linear(x: torch.Tensor) -> torch.Tensor:
 
 
 def convolve(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Correlate (C, H, W) with a (k, k) kernel by FFT, reflect-padded: same size out."""
+    """Correlate (C, H, W) with a (k, k) kernel, or (N, C, H, W) with (k, k) or (N, 1, k, k) kernels, by FFT,
+    reflect-padded: same size out."""
     k = kernel.shape[-1]
     r = k // 2
-    padded = F.pad(image[None], (r, r, r, r), mode="reflect" if r < min(image.shape[-2:]) else "replicate")[0]
+    batch = image if image.dim() == 4 else image[None]
+    padded = F.pad(batch, (r, r, r, r), mode="reflect" if r < min(image.shape[-2:]) else "replicate")
     h, w = padded.shape[-2:]
     spectrum = torch.fft.rfft2(padded) * torch.fft.rfft2(kernel.flip(-1, -2), s=(h, w))
-    full = torch.fft.irfft2(spectrum, s=(h, w))
-    return full[:, 2 * r:, 2 * r:][:, :image.shape[1], :image.shape[2]]
+    full = torch.fft.irfft2(spectrum, s=(h, w))[..., 2 * r:, 2 * r:][..., :image.shape[-2], :image.shape[-1]]
+    return full if image.dim() == 4 else full[0]
 
 
-def shake(image: torch.Tensor, poses: np.ndarray, origin: tuple[int, int], frame_size: tuple[int, int]) -> torch.Tensor:
-    """The mean of the image warped by each pose. `image` (C, H, W) is a region at `origin` (y, x) of a frame of
-    `frame_size` (H, W): roll and zoom turn about the frame's centre, so a crop gets the blur of its place."""
-    c, h, w = image.shape
-    half_diagonal = 0.5 * math.hypot(*frame_size)
-    cy, cx = (frame_size[0] - 1) / 2, (frame_size[1] - 1) / 2
-    ys = torch.arange(h, dtype=torch.float32, device=image.device) + origin[0] - cy
-    xs = torch.arange(w, dtype=torch.float32, device=image.device) + origin[1] - cx
-    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
-    total = torch.zeros_like(image)
-    poses_t = torch.from_numpy(np.asarray(poses, np.float32)).to(image.device)
-    for chunk in poses_t.split(16):  # several frames per grid_sample call, bounded memory for large images
-        dy, dx, roll_px, zoom_px = (v.view(-1, 1, 1) for v in chunk.unbind(1))
-        angle, scale = roll_px / half_diagonal, 1 + zoom_px / half_diagonal
-        cos, sin = torch.cos(angle), torch.sin(angle)
-        # Where each output pixel comes from: the inverse of (scale, rotate about the centre, translate).
-        sy, sx = yy - dy, xx - dx
-        src_y = (cos * sy - sin * sx) / scale + cy - origin[0]
-        src_x = (sin * sy + cos * sx) / scale + cx - origin[1]
-        grid = torch.stack([2 * src_x / max(w - 1, 1) - 1, 2 * src_y / max(h - 1, 1) - 1], dim=-1)
-        frames = F.grid_sample(image[None].expand(len(chunk), c, h, w), grid, mode="bilinear",
-                               padding_mode="reflection", align_corners=True)
-        total += frames.sum(dim=0)
-    return total / len(poses)
+def shake(images: torch.Tensor, poses: np.ndarray | list[np.ndarray], origins: tuple[int, int] | list,
+          frame_sizes: tuple[int, int] | list) -> torch.Tensor:
+    """The mean of each image warped by each of its poses. `images` (C, H, W) or (N, C, H, W) are regions at
+    `origins` (y, x) of frames of `frame_sizes` (H, W), one each (or one for all): roll and zoom turn about the
+    frame's centre, so a crop gets the blur of its place. All frames of all images go through a few grid_sample
+    calls, so a batch costs about as many calls as one image."""
+    single = images.dim() == 3
+    images = images[None] if single else images
+    n, c, h, w = images.shape
+    poses = [poses] if single else poses
+    origins = [origins] * n if isinstance(origins, tuple) else origins
+    frame_sizes = [frame_sizes] * n if isinstance(frame_sizes, tuple) else frame_sizes
+    device = images.device
+    frames_of = torch.tensor([len(p) for p in poses], device=device)
+    owner = torch.repeat_interleave(torch.arange(n, device=device), frames_of)  # the image of each frame
+    dy, dx, roll_px, zoom_px = torch.from_numpy(np.concatenate(poses).astype(np.float32)).to(device).unbind(1)
+    per_image = torch.tensor([[0.5 * math.hypot(*f), (f[0] - 1) / 2, (f[1] - 1) / 2, o[0], o[1]]
+                              for f, o in zip(frame_sizes, origins)], dtype=torch.float32, device=device)[owner]
+    half_diagonal, cy, cx, oy, ox = (v.view(-1, 1, 1) for v in per_image.unbind(1))
+    angle = roll_px.view(-1, 1, 1) / half_diagonal
+    scale = 1 + zoom_px.view(-1, 1, 1) / half_diagonal
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # Where each output pixel comes from: the inverse of (scale, rotate about the centre, translate).
+    sy = torch.arange(h, dtype=torch.float32, device=device).view(1, -1, 1) + oy - cy - dy.view(-1, 1, 1)
+    sx = torch.arange(w, dtype=torch.float32, device=device).view(1, 1, -1) + ox - cx - dx.view(-1, 1, 1)
+    src_y = (cos * sy - sin * sx) / scale + cy - oy
+    src_x = (sin * sy + cos * sx) / scale + cx - ox
+    grid = torch.stack([2 * src_x / max(w - 1, 1) - 1, 2 * src_y / max(h - 1, 1) - 1], dim=-1)
+    total = torch.zeros_like(images)
+    chunk = max(1, 2 ** 22 // (h * w))  # frames per grid_sample call: bounded memory for large images
+    for start in range(0, len(owner), chunk):
+        part = owner[start:start + chunk]
+        source = images.expand(len(part), c, h, w) if n == 1 else images[part]
+        frames = F.grid_sample(source, grid[start:start + chunk], mode="bilinear", padding_mode="reflection",
+                               align_corners=True)
+        total.index_add_(0, part, frames)
+    total /= frames_of.view(-1, 1, 1, 1).to(total.dtype)
+    return total[0] if single else total
 
 
-def jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
-    """JPEG round trip of (3, H, W) in [0, 1] (Pillow, 4:2:0 like most cameras and web images)."""
+def jpeg(pixels: np.ndarray, quality: int) -> np.ndarray:
+    """JPEG round trip of uint8 (H, W, 3) (Pillow, 4:2:0 like most cameras and web images)."""
     buffer = io.BytesIO()
-    Image.fromarray(to_uint8(image.permute(1, 2, 0).cpu().numpy())).save(buffer, "JPEG", quality=quality)
-    decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
-    return torch.from_numpy(decoded.copy()).permute(2, 0, 1).to(image.device, torch.float32) / 255
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
 
 
 def degrade(sharp: torch.Tensor, d: Degradation, generator: torch.Generator, origin: tuple[int, int] = (0, 0),
@@ -260,28 +275,60 @@ def degrade(sharp: torch.Tensor, d: Degradation, generator: torch.Generator, ori
     For a crop, pass a region with `d.margin` pixels of context on every side, its `origin` in the photo and the
     photo's `frame_size`, and cut the margin off afterwards.
     """
-    frame_size = frame_size or tuple(sharp.shape[-2:])
-    linear = _to_linear(sharp)
-    target = sharp
-    if d.highlight_gain > 1:  # light brighter than white: clipped in the photo, it smears into bright streaks
-        luma = linear.mean(dim=0, keepdim=True)
-        linear = linear * (1 + (d.highlight_gain - 1) * ((luma - 0.7) / 0.3).clamp(0, 1) ** 2)
-        target = _from_linear(linear)
-    if d.kind != "sharp":
-        work = linear if d.linear else linear ** (1 / GAMMA)  # sRGB averaging keeps the boosted values above 1
-        if d.kind == "shake":
-            work = shake(work, d.poses, origin, frame_size)
-        else:
-            work = convolve(work, torch.from_numpy(d.kernel).to(work.device))
-        linear = work if d.linear else work.clamp(min=0) ** GAMMA
+    blurred, target = degrade_batch(sharp[None], [d], generator, [origin], [frame_size or tuple(sharp.shape[-2:])])
+    return blurred[0], target[0]
+
+
+def degrade_batch(sharp: torch.Tensor, ds: list[Degradation], generator: torch.Generator,
+                  origins: list[tuple[int, int]], frame_sizes: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """`degrade` for N regions of one size (N, 3, H, W), each with its own degradation, origin and frame size. Every
+    stage is a few calls for the whole batch rather than a few per image: on a GPU, per-image calls would leave it
+    waiting on Python. (Kernels are zero-padded to the largest one; sampled kernels are odd-sized, so none moves.)"""
+    def where(test) -> list[int]:
+        return [i for i, d in enumerate(ds) if test(d)]
+
+    def per_image(values) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.float32, device=sharp.device).view(-1, 1, 1, 1)
+
+    linear, target = _to_linear(sharp), sharp
+    boosted = where(lambda d: d.highlight_gain > 1)
+    if boosted:  # light brighter than white: clipped in the photo, it smears into bright streaks
+        gain = per_image([ds[i].highlight_gain for i in boosted])
+        luma = linear[boosted].mean(dim=1, keepdim=True)
+        linear[boosted] = linear[boosted] * (1 + (gain - 1) * ((luma - 0.7) / 0.3).clamp(0, 1) ** 2)
+        target = sharp.clone()
+        target[boosted] = _from_linear(linear[boosted])
+    work = linear.clone()
+    in_srgb = where(lambda d: not d.linear)
+    if in_srgb:  # sRGB averaging keeps the boosted values above 1
+        work[in_srgb] = linear[in_srgb] ** (1 / GAMMA)
+    shaken = where(lambda d: d.kind == "shake")
+    if shaken:
+        work[shaken] = shake(work[shaken], [ds[i].poses for i in shaken], [origins[i] for i in shaken],
+                             [frame_sizes[i] for i in shaken])
+    kernelled = where(lambda d: d.kind in ("motion", "defocus"))
+    if kernelled:
+        size = max(ds[i].kernel.shape[-1] for i in kernelled)
+        kernels = [np.pad(ds[i].kernel, (size - ds[i].kernel.shape[-1]) // 2) for i in kernelled]
+        work[kernelled] = convolve(work[kernelled], torch.from_numpy(np.stack(kernels)[:, None]).to(work.device))
+    srgb_blurred = where(lambda d: d.kind != "sharp" and not d.linear)
+    if srgb_blurred:
+        work[srgb_blurred] = work[srgb_blurred].clamp(min=0) ** GAMMA
+    blurred = where(lambda d: d.kind != "sharp")
+    linear[blurred] = work[blurred]
     linear = linear.clamp(0, 1)
-    if d.shot_noise or d.read_noise:
-        sigma = (d.shot_noise * linear + d.read_noise ** 2).sqrt()
-        noise = torch.randn(linear.shape, generator=generator, device=generator.device).to(linear.device)
-        linear = (linear + sigma * noise).clamp(0, 1)
+    noisy = where(lambda d: d.shot_noise or d.read_noise)
+    if noisy:
+        shot, read = per_image([ds[i].shot_noise for i in noisy]), per_image([ds[i].read_noise for i in noisy])
+        sigma = (shot * linear[noisy] + read ** 2).sqrt()
+        noise = torch.randn(sigma.shape, generator=generator, device=generator.device).to(linear.device)
+        linear[noisy] = (linear[noisy] + sigma * noise).clamp(0, 1)
     out = _from_linear(linear)
-    if d.jpeg_quality is not None:
-        out = jpeg(out, d.jpeg_quality)
+    compressed = where(lambda d: d.jpeg_quality is not None)
+    if compressed:  # one trip to the host and back for all of them
+        pixels = to_uint8(out[compressed].permute(0, 2, 3, 1).cpu().numpy())
+        decoded = np.stack([jpeg(p, ds[i].jpeg_quality) for p, i in zip(pixels, compressed)])
+        out[compressed] = torch.from_numpy(decoded).permute(0, 3, 1, 2).to(out.device, torch.float32) / 255
     return out, target
 
 

@@ -151,7 +151,7 @@ def test_the_recipes_blur_mix_reaches_both_training_paths(sharp_folder, tmp_path
     sets = training_sets(args, recipe)
     assert [s.blur_spec for s in sets] == [BLURS["kernels"]]
     batches = build_loader(args, recipe, sets, torch.device("cpu"), device_data=True, rank=0, distributed=False)
-    assert batches.blur_spec == BLURS["kernels"]
+    assert batches.blur_specs == [BLURS["kernels"]] * len(batches.sharp_only) and batches.sharp_only
 
 
 def test_a_bad_image_stops_the_run_before_step_1_or_is_skipped(pairs_folder, tmp_path, capsys):

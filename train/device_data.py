@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from vitdeblur.data import DeblurDataset
-from vitdeblur.synthesis import BlurMix, BlurSpec, degrade_batch
+from vitdeblur.synthesis import degrade_batch
 
 
 class DeviceBatches:
@@ -23,19 +23,19 @@ class DeviceBatches:
     """
 
     def __init__(self, datasets: list[DeblurDataset], batch_size: int, crop: int, steps: int,
-                 device: torch.device, blur_spec: BlurSpec | BlurMix | None = None, seed: int = 0):
+                 device: torch.device, seed: int = 0):
         self.batch_size, self.crop, self.steps, self.device = batch_size, crop, steps, device
-        self.sharp_only, self.pairs = [], []
+        self.sharp_only, self.blur_specs, self.pairs = [], [], []
         for dataset in datasets:
             for pair in dataset.pairs:
-                if pair.blur is None:
+                if pair.blur is None:  # blurred by its dataset's distribution, as the CPU loader does
                     self.sharp_only.append(self._to_device(dataset, pair.sharp))
+                    self.blur_specs.append(dataset.blur_spec)
                 else:
                     self.pairs.append((self._to_device(dataset, pair.blur), self._to_device(dataset, pair.sharp)))
         too_small = [tuple(t.shape[1:]) for t in self.sharp_only + [p[1] for p in self.pairs] if min(t.shape[1:]) < crop]
         if too_small:
             raise ValueError(f"images smaller than the crop size {crop}: {too_small[:3]}")
-        self.blur_spec = blur_spec or BlurSpec()
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.rng = np.random.default_rng(seed + 1)
 
@@ -60,10 +60,11 @@ class DeviceBatches:
             corner.append(int(np.clip(start - (extent - self.crop) // 2, low, high)))
         return corner[0], corner[1]
 
-    def _synthesise(self, images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Blurred and sharp crops of sharp photos, all degraded in one batch (`degrade_batch`): each crop is cut with
-        the context its blur needs, the same size for all."""
-        degradations = [self.blur_spec.sample(self.rng) for _ in images]
+    def _synthesise(self, items: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Blurred and sharp crops of the given sharp photos, all degraded in one batch (`degrade_batch`): each crop
+        is cut with the context its blur needs, the same size for all."""
+        images = [self.sharp_only[i] for i in items]
+        degradations = [self.blur_specs[i].sample(self.rng) for i in items]
         margin = max(d.margin for d in degradations)
         size = (min([self.crop + 2 * margin] + [im.shape[1] for im in images]),
                 min([self.crop + 2 * margin] + [im.shape[2] for im in images]))
@@ -82,7 +83,7 @@ class DeviceBatches:
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         n_items = len(self.sharp_only) + len(self.pairs)
         picks = self.rng.integers(0, n_items, self.batch_size)
-        synthetic = [self.sharp_only[i] for i in picks if i < len(self.sharp_only)]
+        synthetic = [i for i in picks if i < len(self.sharp_only)]
         real = [self.pairs[i - len(self.sharp_only)] for i in picks if i >= len(self.sharp_only)]
         blurs, sharps = [], []
         if synthetic:

@@ -65,8 +65,8 @@ def images_per_second(run: Run, data: list[str], backbone: str | None, batch_siz
                                                                          ("backbone", backbone)) if v})
     model = build_model(recipe, None).to(device, memory_format=torch.channels_last).train()
     optimizer = make_optimizer(recipe, model)
-    batches = DeviceBatches([load_dataset(d, "train", train=True, crop=crop) for d in data], batch_size, crop,
-                            steps, device, blur_spec=BLURS[blur])
+    batches = DeviceBatches([load_dataset(d, "train", train=True, crop=crop, blur_spec=BLURS[blur]) for d in data],
+                            batch_size, crop, steps, device)
     dtype = amp_dtype(recipe, device)
     for i, (blurred, sharp) in enumerate(batches):
         if i == steps // 3:

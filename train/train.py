@@ -363,8 +363,7 @@ def build_loader(args, recipe: Recipe, train_sets: list, device: torch.device, d
     world_size = dist.get_world_size() if distributed else 1
     if device_data:
         steps = (recipe.samples_per_epoch or len(train_set)) // world_size // recipe.batch_size
-        return DeviceBatches(train_sets, recipe.batch_size, recipe.crop, steps, device, blur_spec=BLURS[recipe.blur],
-                             seed=args.seed + rank)
+        return DeviceBatches(train_sets, recipe.batch_size, recipe.crop, steps, device, seed=args.seed + rank)
     if recipe.samples_per_epoch:  # random crops with replacement
         sampler = RandomSampler(train_set, replacement=True, num_samples=recipe.samples_per_epoch // world_size,
                                 generator=torch.Generator().manual_seed(args.seed + rank))

@@ -211,3 +211,10 @@ def test_shipped_checkpoints_load_and_are_small(variant):
     with torch.no_grad():
         y = model(x)
     assert y.shape == x.shape and torch.isfinite(y).all() and not torch.equal(x, y)  # trained: not the identity
+
+
+def test_every_blur_mix_has_words_for_the_model_card():
+    from vitdeblur.hub import BLUR_TEXT
+    from vitdeblur.synthesis import BLURS
+
+    assert set(BLUR_TEXT) == set(BLURS)

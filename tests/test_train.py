@@ -208,3 +208,26 @@ def test_the_gpu_calls_runs_are_valid_training_commands_on_one_budget():
     # the same steps, crops and blur for every run: an equal budget
     assert {(r.samples_per_epoch, r.epochs, r.crop, r.batch_size, r.blur) for r in recipes.values()} == {
         (640, EPOCHS, 256, 16, "mixed")}
+
+
+def test_photos_packed_for_a_gpu_trip_keep_names_format_and_split(tmp_path, capsys):
+    from PIL import Image
+
+    from train.pack_data import main as pack
+    from vitdeblur.data import find_pairs, split_pairs
+
+    source = tmp_path / "photos"
+    source.mkdir()
+    for i, name in enumerate(["astronaut", "coffee", "chelsea", "rocket", "camera"]):
+        Image.fromarray(photo(name, (300, 200))).save(source / (f"{i}.jpg" if i % 2 else f"{i}.png"))
+    pack([str(source), str(tmp_path / "packed"), "--max-side", "150"])
+    assert "5 photos" in capsys.readouterr().out
+    for original in source.iterdir():
+        with Image.open(original) as a, Image.open(tmp_path / "packed" / original.name) as b:
+            assert b.size == (150, 100) and a.format == b.format
+    for split in ("train", "val", "test"):
+        before, after = ([p.sharp.name for p in split_pairs(find_pairs(folder), split)]
+                         for folder in (source, tmp_path / "packed"))
+        assert before == after
+    with pytest.raises(SystemExit, match="overwrite"):
+        pack([str(source), str(source)])

@@ -13,9 +13,11 @@ log.csv, train_config.json, loss_curve.png, the run's output), one file per run,
     python -m train.ship --run adam=runs/adam ... --test synthetic=data/sharp --heldout gopro=data/gopro_GOPR0477 \
         --docs docs/results --ship adam sgd
 
-On the project's device machine everything must travel with the working tree (64 MiB in all): put the sharp photos,
-scaled down if need be, in the ignored folder data/, name it in the call's carry and pass --val-data only for real
-pairs that fit. Rehearse on the CPU first: --backbone test_vit --minutes 0.3 --device cpu --only adam-scratch.
+On the project's device machine everything must travel with the working tree (64 MiB in all): scale the sharp
+photos into the git-ignored data/ (`python -m train.pack_data ../shared/data/sharp data/sharp`: 26 MiB for the 96),
+name it in the call's carry and pass --val-data only for real pairs that fit (GOPR0477's 31 MiB do not: its
+validation then happens back here, on each run's best/). Rehearse on the CPU first: --backbone test_vit --minutes 0.3
+--device cpu --only adam-scratch.
 """
 
 from __future__ import annotations

@@ -191,20 +191,21 @@ def test_lars_moves_every_weight_tensor_by_the_same_share():
         assert torch.allclose(p.detach(), old - 0.5 * grad)
 
 
-def test_the_gpu_calls_runs_are_valid_training_commands_on_one_budget():
+def test_the_gpu_calls_runs_are_valid_training_commands_on_one_budget(tmp_path):
     from train.gpu_train_all import EPOCHS, RUNS, train_command
 
     args = argparse.Namespace(data=["photos"], val_data=[], backbone=None, blur="mixed", batch_size=16, crop=256,
                               minutes=6.0)
     parsed = {}
     for run in RUNS:
-        command = train_command(run, args, steps_per_epoch=40, device=torch.device("cuda"))
+        command = train_command(run, args, steps_per_epoch=40, device=torch.device("cuda"), runs_dir=tmp_path)
         assert command[1:3] == ["-m", "train"]
         parsed[run.name] = parse_args(command[3:])
     recipes = {name: resolve_recipe(a) for name, a in parsed.items()}
     assert recipes["paper-ref-adam"].decoder == recipes["paper-ref-sgd"].decoder == "paper"
     assert recipes["adam-scratch"].decoder == RECIPES["adam"].decoder and recipes["sgd"].loss == RECIPES["sgd"].loss
     assert parsed["adam"].init == "checkpoints/adam" and parsed["adam-scratch"].init is None
+    assert sorted(a.out for a in parsed.values()) == sorted(str(tmp_path / run.name) for run in RUNS)
     # the same steps, crops and blur for every run: an equal budget
     assert {(r.samples_per_epoch, r.epochs, r.crop, r.batch_size, r.blur) for r in recipes.values()} == {
         (640, EPOCHS, 256, 16, "mixed")}

@@ -61,24 +61,31 @@ class DeviceBatches:
         return corner[0], corner[1]
 
     def _synthesise(self, items: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Blurred and sharp crops of the given sharp photos, all degraded in one batch (`degrade_batch`): each crop
-        is cut with the context its blur needs, the same size for all."""
-        images = [self.sharp_only[i] for i in items]
+        """Blurred and sharp crops of the given sharp photos, degraded together (`degrade_batch`): each crop is cut
+        with the context its batch's widest blur needs, or as much of it as its photo has; crops whose regions come
+        out the same size (all of them, unless some photos are that small) go through one call."""
         degradations = [self.blur_specs[i].sample(self.rng) for i in items]
-        margin = max(d.margin for d in degradations)
-        size = (min([self.crop + 2 * margin] + [im.shape[1] for im in images]),
-                min([self.crop + 2 * margin] + [im.shape[2] for im in images]))
+        reach = self.crop + 2 * max(d.margin for d in degradations)
+        groups: dict[tuple[int, int], list[int]] = {}
         regions, corners, inner = [], [], []
-        for image in images:
+        for k, i in enumerate(items):
+            image = self.sharp_only[i]
+            size = (min(reach, image.shape[1]), min(reach, image.shape[2]))
             y, x = self._position(image, self.crop)
             y0, x0 = self._region(image, y, x, size)
             regions.append(image[:, y0:y0 + size[0], x0:x0 + size[1]])
             corners.append((y0, x0))
             inner.append((y - y0, x - x0))
-        blurred, target = degrade_batch(torch.stack(regions).float() / 255, degradations, self.generator, corners,
-                                        [tuple(im.shape[1:]) for im in images])
-        return (torch.stack([self._crop(b, self.crop, y, x) for b, (y, x) in zip(blurred, inner)]),
-                torch.stack([self._crop(t, self.crop, y, x) for t, (y, x) in zip(target, inner)]))
+            groups.setdefault(size, []).append(k)
+        blurs, sharps = [None] * len(items), [None] * len(items)
+        for members in groups.values():
+            blurred, target = degrade_batch(torch.stack([regions[k] for k in members]).float() / 255,
+                                            [degradations[k] for k in members], self.generator,
+                                            [corners[k] for k in members],
+                                            [tuple(self.sharp_only[items[k]].shape[1:]) for k in members])
+            for k, b, t in zip(members, blurred, target):
+                blurs[k], sharps[k] = self._crop(b, self.crop, *inner[k]), self._crop(t, self.crop, *inner[k])
+        return torch.stack(blurs), torch.stack(sharps)
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         n_items = len(self.sharp_only) + len(self.pairs)

@@ -2,12 +2,13 @@
 
     python -m train.gpu_train_all --data data/sharp --out "$OUT" --minutes 6
 
-All runs share the GPU at once, one process each: the blur is synthesised crop by crop (Python-bound), so a single
-small-model process leaves most of an H100 idle. `adam` and `sgd` continue from the shipped checkpoints; four runs
-start from scratch on the same number of steps: each recipe with its own decoder and with the study's `paper` decoder
-(the references the shipped models must beat). A short probe of all the runs at once measures the steps that fit in
---minutes. Each run goes to /tmp/runs/NAME and is packed as OUT/NAME.tar as soon as it ends (fp16 best/ checkpoint,
-log.csv, train_config.json, loss_curve.png, the run's output), one file per run, each under 16 MiB. Back here:
+All runs share the GPU at once, one process each: a small model's training step is launch-bound and the blur
+synthesis runs in Python, so a single process leaves most of an H100 idle. `adam` and `sgd` continue from the shipped
+checkpoints; four runs start from scratch on the same number of steps: each recipe with its own decoder and with the
+study's `paper` decoder (the references the shipped models must beat). A short probe of all the runs at once measures
+the steps that fit in --minutes. Each run goes to a fresh temporary folder and, once it has ended well, is packed as
+OUT/NAME.tar (fp16 best/ checkpoint, log.csv, train_config.json, loss_curve.png, the run's output), one file per run,
+each under 16 MiB. Back here:
 
     for f in OUT/*.tar; do mkdir -p runs/$(basename $f .tar) && tar -xf $f -C runs/$(basename $f .tar); done
     python -m train.ship --run adam=runs/adam ... --test synthetic=data/sharp --heldout gopro=data/gopro_GOPR0477 \
@@ -31,13 +32,13 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from train.device_data import DeviceBatches
-from train.recipes import RECIPES
-from train.train import amp_dtype, build_model, make_optimizer, train_step
+from train.train import amp_dtype, build_model, make_optimizer, parse_args, resolve_recipe, train_step
 from vitdeblur.data import load_dataset
 from vitdeblur.hub import load_model, save_checkpoint
 from vitdeblur.inference import resolve_device
@@ -57,18 +58,16 @@ RUNS = (Run("adam", "adam", init="checkpoints/adam", lr=3e-4), Run("sgd", "sgd",
         Run("adam-scratch", "adam"), Run("sgd-scratch", "sgd"),
         Run("paper-ref-adam", "adam", decoder="paper"), Run("paper-ref-sgd", "sgd", decoder="paper"))
 EPOCHS = 12
-RUNS_DIR = Path("/tmp/runs")
 
 
-def images_per_second(run: Run, data: list[str], backbone: str | None, batch_size: int, crop: int, blur: str,
-                      device: torch.device, steps: int = 30) -> float:
-    """Training throughput of one run's model with on-device data (the probe; the other runs' probes run alongside)."""
-    recipe = dataclasses.replace(RECIPES[run.recipe], **{k: v for k, v in (("decoder", run.decoder),
-                                                                         ("backbone", backbone)) if v})
-    model = build_model(recipe, None).to(device, memory_format=torch.channels_last).train()
+def images_per_second(run: Run, args: argparse.Namespace, device: torch.device, steps: int = 30) -> float:
+    """Training throughput of one run's model with on-device data (the probe; the other runs' probes run alongside).
+    The model and recipe are the ones its training command will build."""
+    recipe = resolve_recipe(parse_args(train_command(run, args, 1, device, Path("unused"))[3:]))
+    model = build_model(recipe, run.init).to(device, memory_format=torch.channels_last).train()
     optimizer = make_optimizer(recipe, model)
-    batches = DeviceBatches([load_dataset(d, "train", train=True, crop=crop, blur_spec=BLURS[blur]) for d in data],
-                            batch_size, crop, steps, device)
+    batches = DeviceBatches([load_dataset(d, "train", train=True, crop=recipe.crop, blur_spec=BLURS[recipe.blur])
+                             for d in args.data], recipe.batch_size, recipe.crop, steps, device)
     dtype = amp_dtype(recipe, device)
     for i, (blurred, sharp) in enumerate(batches):
         if i == steps // 3:
@@ -78,11 +77,12 @@ def images_per_second(run: Run, data: list[str], backbone: str | None, batch_siz
         train_step(model, optimizer, recipe, blurred.contiguous(memory_format=torch.channels_last), sharp, dtype)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return (steps - steps // 3) * batch_size / (time.perf_counter() - start)
+    return (steps - steps // 3) * recipe.batch_size / (time.perf_counter() - start)
 
 
-def train_command(run: Run, args: argparse.Namespace, steps_per_epoch: int, device: torch.device) -> list[str]:
-    return [sys.executable, "-m", "train", "--recipe", run.recipe, "--out", str(RUNS_DIR / run.name),
+def train_command(run: Run, args: argparse.Namespace, steps_per_epoch: int, device: torch.device,
+                  runs_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "train", "--recipe", run.recipe, "--out", str(runs_dir / run.name),
             *(["--decoder", run.decoder] if run.decoder else []), *(["--init", run.init] if run.init else []),
             *(["--lr", str(run.lr)] if run.lr else []), *(["--backbone", args.backbone] if args.backbone else []),
             *[flag for d in args.data for flag in ("--data", d)],
@@ -103,8 +103,10 @@ def pack(run: Path, target: Path) -> None:
                     tar.add(run / name, arcname=name)
 
 
-def run_all(commands: dict[str, list[str]], logs: dict[str, Path]) -> dict[str, int]:
-    """Start every command at once, each writing to its log; wait for all; their exit codes by name."""
+def run_all(commands: dict[str, list[str]], logs: dict[str, Path],
+            on_exit: Callable[[str, int], None] = lambda name, code: None) -> dict[str, int]:
+    """Start every command at once, each writing to its log; wait for each in turn (calling on_exit with its name
+    and exit code); their exit codes by name."""
     processes = {}
     # progress bars into a log file: a line every 30 s is plenty; the cores shared out (each process would take all)
     threads = str(max(1, len(os.sched_getaffinity(0)) // len(commands)))
@@ -113,7 +115,11 @@ def run_all(commands: dict[str, list[str]], logs: dict[str, Path]) -> dict[str, 
         logs[name].parent.mkdir(parents=True, exist_ok=True)
         with open(logs[name], "w") as log:
             processes[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=quiet)
-    return {name: process.wait() for name, process in processes.items()}
+    codes = {}
+    for name, process in processes.items():
+        codes[name] = process.wait()
+        on_exit(name, codes[name])
+    return codes
 
 
 def main() -> None:
@@ -134,25 +140,23 @@ def main() -> None:
     runs = {run.name: run for run in RUNS if not args.only or run.name in args.only}
 
     if args.probe:
-        speed = images_per_second(runs[args.probe], args.data, args.backbone, args.batch_size, args.crop, args.blur,
-                                  device)
-        print(json.dumps({"images_per_second": speed}))
+        print(json.dumps({"images_per_second": images_per_second(runs[args.probe], args, device)}))
         return
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    probe_logs = {name: RUNS_DIR / f"probe-{name}.log" for name in runs}
-    base = [sys.executable, "-m", "train.gpu_train_all", "--out", str(out), "--device", str(device),
-            "--batch-size", str(args.batch_size), "--crop", str(args.crop), "--blur", args.blur,
-            *(["--backbone", args.backbone] if args.backbone else []),
-            *[flag for d in args.data for flag in ("--data", d)]]
-    codes = run_all({name: [*base, "--probe", name] for name in runs}, probe_logs)
+    runs_dir = Path(tempfile.mkdtemp(prefix="gpu_train_all-"))  # never a leftover run of an earlier call
+    print(f"runs in {runs_dir}", flush=True)
+    probe_logs = {name: runs_dir / f"probe-{name}.log" for name in runs}
+    codes = run_all({name: [sys.executable, "-m", "train.gpu_train_all", *sys.argv[1:], "--probe", name]
+                     for name in runs}, probe_logs)
     speeds = {}
     for name, code in codes.items():
         text = probe_logs[name].read_text()
-        if code:
+        results = [line for line in text.splitlines() if line.startswith('{"images_per_second"')]
+        if code or not results:
             raise SystemExit(f"probe of {name} failed:\n{text[-3000:]}")
-        speeds[name] = json.loads(text.strip().splitlines()[-1])["images_per_second"]
+        speeds[name] = json.loads(results[-1])["images_per_second"]
     # the same number of steps for every run, sized by the slowest; 85% of the time for steps, the rest for
     # start-up, validation and saving
     steps_per_epoch = max(1, int(0.85 * args.minutes * 60 * min(speeds.values()) / args.batch_size) // EPOCHS)
@@ -160,13 +164,15 @@ def main() -> None:
           f"{EPOCHS} epochs of {steps_per_epoch} steps of {args.batch_size} crops of {args.crop} px per run",
           flush=True)
 
-    logs = {name: RUNS_DIR / name / "output.log" for name in runs}
-    codes = run_all({name: train_command(run, args, steps_per_epoch, device) for name, run in runs.items()}, logs)
-    for name, code in codes.items():
+    def report_and_pack(name: str, code: int) -> None:
         print(f"--- {name}: exit {code}\n" + "\n".join(logs[name].read_text().splitlines()[-4:]), flush=True)
-        if (RUNS_DIR / name / "best").exists():
-            pack(RUNS_DIR / name, out / f"{name}.tar")
+        if code == 0:
+            pack(runs_dir / name, out / f"{name}.tar")
             print(f"packed {out / f'{name}.tar'} ({(out / f'{name}.tar').stat().st_size / 2**20:.1f} MiB)", flush=True)
+
+    logs = {name: runs_dir / name / "output.log" for name in runs}
+    run_all({name: train_command(run, args, steps_per_epoch, device, runs_dir) for name, run in runs.items()}, logs,
+            report_and_pack)
 
 
 if __name__ == "__main__":

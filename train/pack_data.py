@@ -4,7 +4,7 @@ its data in 64 MiB per call).
     python -m train.pack_data ../shared/data/sharp data/sharp --max-side 1152 --quality 92
 
 Every photo keeps its file name and format, so the 80/10/10 split is the same as the source's; JPEGs are saved again
-at --quality, other formats losslessly. Prints the copy's size. Only sharp photos: scaling real blurred/sharp pairs
+at --quality, PNGs losslessly. Prints the copy's size. Only sharp photos: scaling real blurred/sharp pairs
 would change their blur.
 """
 
@@ -47,7 +47,7 @@ def main(argv=None) -> None:
     parser.add_argument("--quality", type=int, default=92, help="JPEG quality of the copies (default 92)")
     args = parser.parse_args(argv)
     total = pack_photos(args.source, args.target, args.max_side, args.quality)
-    print(f"{len(list_images(args.target))} photos, {total / 2 ** 20:.1f} MiB in {args.target}")
+    print(f"{len(list_images(args.source))} photos, {total / 2 ** 20:.1f} MiB written to {args.target}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 loader and for batches made on the GPU).
 
 A degradation is sampled once (`BlurSpec.sample`, numpy RNG: validation fixes it by the file name) and applied by
-`degrade`. The mix:
+`degrade`, or by `degrade_batch` to many crops at once. The mix:
 
 * **camera shake, rendered the GoPro way**: the mean of N warped copies of the sharp photo along a smooth random
   camera trajectory (translation, roll, slight zoom), so the blur varies across the frame as real shake does. The
@@ -209,7 +209,7 @@ def _from_linear(x: torch.Tensor) -> torch.Tensor:
 
 def convolve(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """Correlate (C, H, W) with a (k, k) kernel, or (N, C, H, W) with (k, k) or (N, 1, k, k) kernels, by FFT,
-    reflect-padded: same size out."""
+    reflect-padded (replicate-padded for images no larger than the kernel's radius): same size out."""
     k = kernel.shape[-1]
     r = k // 2
     batch = image if image.dim() == 4 else image[None]
@@ -220,43 +220,41 @@ def convolve(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return full if image.dim() == 4 else full[0]
 
 
-def shake(images: torch.Tensor, poses: np.ndarray | list[np.ndarray], origins: tuple[int, int] | list,
-          frame_sizes: tuple[int, int] | list) -> torch.Tensor:
+def shake(images: torch.Tensor, poses, origins, frame_sizes) -> torch.Tensor:
     """The mean of each image warped by each of its poses. `images` (C, H, W) or (N, C, H, W) are regions at
-    `origins` (y, x) of frames of `frame_sizes` (H, W), one each (or one for all): roll and zoom turn about the
-    frame's centre, so a crop gets the blur of its place. All frames of all images go through a few grid_sample
+    `origins` (y, x) of frames of `frame_sizes` (H, W) (for a batch: lists, one per image): roll and zoom turn about
+    the frame's centre, so a crop gets the blur of its place. All frames of all images go through a few grid_sample
     calls, so a batch costs about as many calls as one image."""
     single = images.dim() == 3
     images = images[None] if single else images
     n, c, h, w = images.shape
-    poses = [poses] if single else poses
-    origins = [origins] * n if isinstance(origins, tuple) else origins
-    frame_sizes = [frame_sizes] * n if isinstance(frame_sizes, tuple) else frame_sizes
+    poses, origins, frame_sizes = ([poses], [origins], [frame_sizes]) if single else (poses, origins, frame_sizes)
     device = images.device
-    frames_of = torch.tensor([len(p) for p in poses], device=device)
-    owner = torch.repeat_interleave(torch.arange(n, device=device), frames_of)  # the image of each frame
-    dy, dx, roll_px, zoom_px = torch.from_numpy(np.concatenate(poses).astype(np.float32)).to(device).unbind(1)
-    per_image = torch.tensor([[0.5 * math.hypot(*f), (f[0] - 1) / 2, (f[1] - 1) / 2, o[0], o[1]]
-                              for f, o in zip(frame_sizes, origins)], dtype=torch.float32, device=device)[owner]
-    half_diagonal, cy, cx, oy, ox = (v.view(-1, 1, 1) for v in per_image.unbind(1))
-    angle = roll_px.view(-1, 1, 1) / half_diagonal
-    scale = 1 + zoom_px.view(-1, 1, 1) / half_diagonal
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    # Where each output pixel comes from: the inverse of (scale, rotate about the centre, translate).
-    sy = torch.arange(h, dtype=torch.float32, device=device).view(1, -1, 1) + oy - cy - dy.view(-1, 1, 1)
-    sx = torch.arange(w, dtype=torch.float32, device=device).view(1, 1, -1) + ox - cx - dx.view(-1, 1, 1)
-    src_y = (cos * sy - sin * sx) / scale + cy - oy
-    src_x = (sin * sy + cos * sx) / scale + cx - ox
-    grid = torch.stack([2 * src_x / max(w - 1, 1) - 1, 2 * src_y / max(h - 1, 1) - 1], dim=-1)
+    frames_of = [len(p) for p in poses]
+    owner = torch.repeat_interleave(torch.arange(n), torch.tensor(frames_of)).to(device)  # the image of each frame
+    # per frame: its pose, its image's half-diagonal, frame centre and origin
+    pose = torch.from_numpy(np.concatenate(poses).astype(np.float32)).to(device)
+    place = torch.tensor([[0.5 * math.hypot(*f), (f[0] - 1) / 2, (f[1] - 1) / 2, o[0], o[1]]
+                          for f, o in zip(frame_sizes, origins)], dtype=torch.float32, device=device)[owner]
+    rows = torch.arange(h, dtype=torch.float32, device=device).view(1, -1, 1)
+    columns = torch.arange(w, dtype=torch.float32, device=device).view(1, 1, -1)
     total = torch.zeros_like(images)
     chunk = max(1, 2 ** 22 // (h * w))  # frames per grid_sample call: bounded memory for large images
     for start in range(0, len(owner), chunk):
-        part = owner[start:start + chunk]
-        source = images.expand(len(part), c, h, w) if n == 1 else images[part]
-        frames = F.grid_sample(source, grid[start:start + chunk], mode="bilinear", padding_mode="reflection",
-                               align_corners=True)
-        total.index_add_(0, part, frames)
-    total /= frames_of.view(-1, 1, 1, 1).to(total.dtype)
+        part = slice(start, start + chunk)
+        dy, dx, roll_px, zoom_px = (v.view(-1, 1, 1) for v in pose[part].unbind(1))
+        half_diagonal, cy, cx, oy, ox = (v.view(-1, 1, 1) for v in place[part].unbind(1))
+        angle, scale = roll_px / half_diagonal, 1 + zoom_px / half_diagonal
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        # Where each output pixel comes from: the inverse of (scale, rotate about the centre, translate).
+        sy, sx = rows + oy - cy - dy, columns + ox - cx - dx
+        src_y = (cos * sy - sin * sx) / scale + cy - oy
+        src_x = (sin * sy + cos * sx) / scale + cx - ox
+        grid = torch.stack([2 * src_x / max(w - 1, 1) - 1, 2 * src_y / max(h - 1, 1) - 1], dim=-1)
+        source = images.expand(len(grid), c, h, w) if n == 1 else images[owner[part]]
+        frames = F.grid_sample(source, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
+        total.index_add_(0, owner[part], frames)
+    total /= torch.tensor(frames_of, dtype=total.dtype, device=device).view(-1, 1, 1, 1)
     return total[0] if single else total
 
 
@@ -280,15 +278,17 @@ def degrade(sharp: torch.Tensor, d: Degradation, generator: torch.Generator, ori
 
 
 def degrade_batch(sharp: torch.Tensor, ds: list[Degradation], generator: torch.Generator,
-                  origins: list[tuple[int, int]], frame_sizes: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+                  origins: list[tuple[int, int]], frame_sizes: list[tuple[int, int]]
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """`degrade` for N regions of one size (N, 3, H, W), each with its own degradation, origin and frame size. Every
     stage is a few calls for the whole batch rather than a few per image: on a GPU, per-image calls would leave it
-    waiting on Python. (Kernels are zero-padded to the largest one; sampled kernels are odd-sized, so none moves.)"""
+    waiting on Python. The result equals each image degraded alone, except for the noise: the same distribution,
+    other draws. (Kernels are zero-padded to the largest one; sampled kernels are odd-sized, so none moves.)"""
     def where(test) -> list[int]:
         return [i for i, d in enumerate(ds) if test(d)]
 
     def per_image(values) -> torch.Tensor:
-        return torch.tensor(values, dtype=torch.float32, device=sharp.device).view(-1, 1, 1, 1)
+        return torch.tensor(values, dtype=sharp.dtype, device=sharp.device).view(-1, 1, 1, 1)
 
     linear, target = _to_linear(sharp), sharp
     boosted = where(lambda d: d.highlight_gain > 1)
@@ -328,7 +328,7 @@ def degrade_batch(sharp: torch.Tensor, ds: list[Degradation], generator: torch.G
     if compressed:  # one trip to the host and back for all of them
         pixels = to_uint8(out[compressed].permute(0, 2, 3, 1).cpu().numpy())
         decoded = np.stack([jpeg(p, ds[i].jpeg_quality) for p, i in zip(pixels, compressed)])
-        out[compressed] = torch.from_numpy(decoded).permute(0, 3, 1, 2).to(out.device, torch.float32) / 255
+        out[compressed] = torch.from_numpy(decoded).permute(0, 3, 1, 2).to(out) / 255
     return out, target
 
 

@@ -17,8 +17,14 @@ each under 16 MiB. Back here:
 On the project's device machine everything must travel with the working tree (64 MiB in all): scale the sharp
 photos into the git-ignored data/ (`python -m train.pack_data ../shared/data/sharp data/sharp`: 26 MiB for the 96),
 name it in the call's carry and pass --val-data only for real pairs that fit (GOPR0477's 31 MiB do not: its
-validation then happens back here, on each run's best/). Rehearse on the CPU first: --backbone test_vit --minutes 0.3
---device cpu --only adam-scratch.
+validation then happens back here, on each run's best/). That machine's timm and huggingface_hub differ from
+requirements.txt: carry their wheels (and httpx2's) in the git-ignored .whl/ too. The call used on 2026-11-27 (carry
+data and .whl, timeout 570 s):
+
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
+    PYTHONUNBUFFERED=1 python3 -m train.gpu_train_all --data data/sharp --out $OUT --minutes 6.5
+
+Rehearse on the CPU first: --backbone test_vit --minutes 0.3 --device cpu --only adam-scratch.
 """
 
 from __future__ import annotations

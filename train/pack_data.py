@@ -18,15 +18,16 @@ from PIL import Image, ImageOps
 from vitdeblur.data import list_images
 
 
-def pack_photos(source: Path, target: Path, max_side: int, quality: int) -> int:
-    """Write every image of `source` to `target`, its longer side at most `max_side`; returns the bytes written."""
-    if not list_images(source):
+def pack_photos(source: Path, target: Path, max_side: int, quality: int) -> tuple[int, int]:
+    """Write every image of `source` to `target`, its longer side at most `max_side`; returns (images, bytes)."""
+    photos = list_images(source)
+    if not photos:
         raise SystemExit(f"error: no images in {source}")
     if target.resolve() == source.resolve():
         raise SystemExit("error: the copy would overwrite the photos it is made from; give another folder")
     target.mkdir(parents=True, exist_ok=True)
     total = 0
-    for path in list_images(source):
+    for path in photos:
         with Image.open(path) as opened:
             image = ImageOps.exif_transpose(opened).convert("RGB")  # upright: the copy carries no EXIF
         scale = max_side / max(image.size)
@@ -35,7 +36,7 @@ def pack_photos(source: Path, target: Path, max_side: int, quality: int) -> int:
         is_jpeg = path.suffix.lower() in (".jpg", ".jpeg")
         image.save(target / path.name, **({"quality": quality} if is_jpeg else {"lossless": True}))
         total += (target / path.name).stat().st_size
-    return total
+    return len(photos), total
 
 
 def main(argv=None) -> None:
@@ -46,8 +47,8 @@ def main(argv=None) -> None:
     parser.add_argument("--max-side", type=int, default=1152, help="longest side in pixels (default 1152)")
     parser.add_argument("--quality", type=int, default=92, help="JPEG quality of the copies (default 92)")
     args = parser.parse_args(argv)
-    total = pack_photos(args.source, args.target, args.max_side, args.quality)
-    print(f"{len(list_images(args.source))} photos, {total / 2 ** 20:.1f} MiB written to {args.target}")
+    count, total = pack_photos(args.source, args.target, args.max_side, args.quality)
+    print(f"{count} photos, {total / 2 ** 20:.1f} MiB written to {args.target}")
 
 
 if __name__ == "__main__":

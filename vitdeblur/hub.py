@@ -142,10 +142,11 @@ def load_weights(cls, model_id: str, config: ViTDeblurConfig | dict | None = Non
 
 REALISTIC_BLUR = ("non-uniform camera shake, motion and defocus of 0.5-32 px, unblurred pairs, highlights, noise "
                   "and JPEG")
+KERNELS_BLUR = "uniform motion and defocus kernels of 7-41 px with noise"
 BLUR_TEXT = {  # a recipe's `blur` mix (vitdeblur.synthesis.BLURS) in words
     "realistic": REALISTIC_BLUR,
-    "kernels": "uniform motion and defocus kernels of 7-41 px with noise",
-    "mixed": f"half {REALISTIC_BLUR}; half uniform motion and defocus kernels of 7-41 px with noise",
+    "kernels": KERNELS_BLUR,
+    "mixed": f"half {REALISTIC_BLUR}; half {KERNELS_BLUR}",
 }
 
 

@@ -141,6 +141,19 @@ def test_evaluation_pairs_always_differ_from_their_target(sharp_folder):
         unchanged_only[0]
 
 
+def test_training_photos_are_shrunk_at_random_but_never_below_the_crop(sharp_folder):
+    pairs = find_pairs(sharp_folder)
+    with pytest.raises(ValueError, match="min_scale"):
+        DeblurDataset(pairs, train=True, crop=32, min_scale=0)
+    dataset = DeblurDataset(pairs, train=True, crop=32, min_scale=0.1, blur_spec=BlurSpec(sharp_probability=1.0))
+    rng = np.random.default_rng(0)
+    scales = [dataset.random_scale(80, 96, rng) for _ in range(200)]
+    assert min(scales) >= 33 / 80 and max(scales) <= 1 and np.ptp(scales) > 0.4
+    assert DeblurDataset(pairs, train=True, crop=32).random_scale(80, 96, rng) == 1.0
+    blur, sharp = dataset[0]
+    assert blur.shape == sharp.shape == (3, 32, 32)
+
+
 def test_training_crops_vary_and_flip(pairs_folder):
     dataset = DeblurDataset(find_pairs(pairs_folder), train=True, crop=32)
     crops = {dataset[0][1].numpy().tobytes() for _ in range(8)}

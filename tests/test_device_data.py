@@ -36,10 +36,10 @@ def test_device_crops_are_blurred_with_their_context_as_in_the_whole_photo(sharp
     batches = DeviceBatches([dataset], batch_size=2, crop=32, steps=1, device=torch.device("cpu"))
     photo = batches.sharp_only[0]
     batches.sharp_only.append(photo[:, :36, :36].clone())  # a photo too small for the blur's context...
-    batches.blur_specs.append(OneDegradation(shake))
+    batches.datasets_of.append(dataset)
     whole, _ = degrade(photo.float() / 255, shake, torch.Generator())
     for y, x in [(0, 0), (20, 17), (photo.shape[1] - 32, photo.shape[2] - 32)]:  # corner, inside, far corner
-        batches._position = lambda image, size: (y, x) if image is photo else (0, 0)
+        batches._position = lambda frame, size: (y, x) if frame == tuple(photo.shape[1:]) else (0, 0)
         blurred, sharp = batches._synthesise([0, len(batches.sharp_only) - 1])  # ...does not cut the other's
         assert torch.equal(sharp[0], photo[:, y:y + 32, x:x + 32].float() / 255)
         assert torch.allclose(blurred[0], whole[:, y:y + 32, x:x + 32], atol=1e-3)  # float32 grid rounding

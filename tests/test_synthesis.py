@@ -4,7 +4,8 @@ import torch
 from conftest import photo
 
 from train.blur_stats import main as blur_stats
-from vitdeblur.synthesis import BLURS, BlurMix, BlurSpec, Degradation, degrade, degrade_crop, shake
+from vitdeblur.synthesis import (BLURS, BlurMix, BlurSpec, Degradation, degrade, degrade_crop, line_kernel, shake,
+                                 shrunk_size)
 
 
 def image_tensor(name="astronaut", size=(96, 96)) -> torch.Tensor:
@@ -42,6 +43,23 @@ def test_a_crop_with_context_is_blurred_as_in_the_whole_photo():
     quantised_whole, _ = degrade((image * 255).round() / 255, d, torch.Generator())
     assert torch.allclose(blur, quantised_whole[:, 70:102, 90:130], atol=1e-4)
     assert (whole - image).abs().mean() > 0.01
+
+
+def test_a_crop_of_a_shrunk_photo_is_that_crop_of_the_photo_shrunk_whole():
+    import torch.nn.functional as F
+
+    image = torch.from_numpy(photo("astronaut", (240, 200))).permute(2, 0, 1)  # uint8
+    d = Degradation(kind="motion", extent=5, kernel=line_kernel(5, 30))
+    small = F.interpolate(image[None].float() / 255, size=shrunk_size(image, 0.5), mode="bilinear",
+                          antialias=True, align_corners=False)[0]
+    whole_blur, whole_sharp = degrade(small, d, torch.Generator())
+    assert small.shape[1:] == (100, 120)
+    for y, x in [(0, 0), (30, 41), (100 - 32, 120 - 40)]:  # corner, inside, far corner
+        blur, sharp = degrade_crop(image, d, y, x, 32, 40, torch.Generator(), scale=0.5)
+        assert torch.allclose(sharp, whole_sharp[:, y:y + 32, x:x + 40], atol=1e-5)
+        assert torch.allclose(blur, whole_blur[:, y:y + 32, x:x + 40], atol=1e-3)  # float32 FFT rounding
+    blur, sharp = degrade_crop(image, d, 50, 60, 32, 32, torch.Generator(), scale=0.73)  # any factor: the same size
+    assert blur.shape == sharp.shape == (3, 32, 32)
 
 
 def test_highlights_bloom_and_noise_and_jpeg_degrade():
@@ -112,7 +130,9 @@ def test_a_batch_is_degraded_as_each_image_alone():
     ds = [Degradation(kind="shake", extent=5, poses=poses((0, 0, 0, 0), (2, 3, 1, 0), (4, 5, 3, 1)), linear=False),
           Degradation(kind="motion", extent=9, kernel=motion_kernel(rng, 9), highlight_gain=3.0, jpeg_quality=40),
           Degradation(kind="defocus", extent=4, kernel=defocus_kernel(2.0), linear=False),
-          Degradation(kind="shake", extent=3, poses=poses((0, 0, 0, 0), (1, -3, 0, 2)), highlight_gain=2.0),
+          Degradation(kind="shake", extent=3, poses=poses((0, 0, 0, 0), (1, -3, 0, 2)), highlight_gain=2.0,
+                      mover=np.array([0.4, 0.6, 0.2, 0.3, 1.0], np.float32),
+                      mover_path=np.array([(0, 0), (3, -6)], np.float32)),
           Degradation(jpeg_quality=80)]
     origins, frames = [(0, 0), (5, 0), (0, 7), (30, 40), (0, 0)], [(64, 80), (100, 90), (64, 120), (300, 200), (64, 80)]
     blurred, target = degrade_batch(sharp, ds, torch.Generator(), origins, frames)
@@ -121,6 +141,25 @@ def test_a_batch_is_degraded_as_each_image_alone():
         assert torch.allclose(blurred[i], alone, atol=1e-4), d.kind
         assert torch.allclose(target[i], alone_target, atol=1e-6)
     assert (blurred[:4] - sharp[:4]).abs().mean() > 0.01
+
+
+def test_a_moving_object_hides_and_reveals_the_background_and_rests_in_the_target():
+    image = image_tensor("coffee", (96, 96))
+    still = np.zeros((5, 4), np.float32)  # the camera does not move
+    ellipse = np.array([0.5, 0.5, 0.15, 0.15, 0.0], np.float32)  # a disc of radius 14 px in the middle
+    resting = Degradation(kind="shake", extent=1, poses=still, mover=ellipse, mover_path=np.zeros((5, 2), np.float32))
+    blurred, target = degrade(image, resting, torch.Generator())
+    assert torch.allclose(blurred, target, atol=2e-3)  # nothing moves: nothing blurs (grid rounding, dark pixels)
+    assert torch.allclose(target[:, 44:52, 44:52], image.flip(-1, -2)[:, 44:52, 44:52], atol=1e-5)  # other inside...
+    assert torch.allclose(target[:, :20], image[:, :20], atol=1e-5)  # ...the photo itself outside
+    path = np.stack([np.zeros(5), np.linspace(-10, 10, 5)], 1).astype(np.float32)  # the object moves 20 px sideways
+    blurred, target = degrade(image, Degradation(**{**resting.__dict__, "mover_path": path}), torch.Generator())
+    assert torch.allclose(blurred[:, :20], image[:, :20], atol=1e-5)  # the background stays sharp...
+    assert (blurred[:, 40:56, 20:76] - target[:, 40:56, 20:76]).abs().mean() > 0.02  # ...the object smears over it
+    samples = [BLURS["moving"].sample(np.random.default_rng(i)) for i in range(300)]
+    movers = [s for s in samples if s.mover is not None]
+    assert 0.05 < len(movers) / 300 < 0.2 and all(s.kind == "shake" for s in movers)
+    assert all(len(s.mover_path) == len(s.poses) for s in movers)
 
 
 def test_a_batch_adds_each_image_its_own_noise():

@@ -146,12 +146,12 @@ def test_held_out_sets_validate_and_device_batches_train(sharp_folder, pairs_fol
 
 def test_the_recipes_blur_mix_reaches_both_training_paths(sharp_folder, tmp_path):
     args = parse_args(["--recipe", "adam", "--data", str(sharp_folder), "--out", str(tmp_path), "--blur", "kernels",
-                       *TINY_FLAGS])
+                       "--min-scale", "0.5", *TINY_FLAGS])
     recipe = resolve_recipe(args)
     sets = training_sets(args, recipe)
-    assert [s.blur_spec for s in sets] == [BLURS["kernels"]]
+    assert [(s.blur_spec, s.min_scale) for s in sets] == [(BLURS["kernels"], 0.5)]
     batches = build_loader(args, recipe, sets, torch.device("cpu"), device_data=True, rank=0, distributed=False)
-    assert batches.blur_specs == [BLURS["kernels"]] * len(batches.sharp_only) and batches.sharp_only
+    assert batches.datasets_of == sets * len(batches.sharp_only) and batches.sharp_only
 
 
 def test_a_bad_image_stops_the_run_before_step_1_or_is_skipped(pairs_folder, tmp_path, capsys):
@@ -232,3 +232,22 @@ def test_photos_packed_for_a_gpu_trip_keep_names_format_and_split(tmp_path, caps
         assert before == after
     with pytest.raises(SystemExit, match="overwrite"):
         pack([str(source), str(source)])
+
+
+def test_kernel_pairs_blur_only_held_out_photos_the_same_way_every_time(sharp_folder, tmp_path, capsys):
+    from train.kernel_pairs import main as kernel_pairs
+    from vitdeblur.data import detect_layout, find_pairs, split_pairs
+    from vitdeblur.evaluate import psnr
+    from vitdeblur.images import load_image
+
+    kernel_pairs([str(sharp_folder), str(tmp_path / "a")])
+    assert "2 pairs written" in capsys.readouterr().out  # the test split of ten photos is one photo, two kernels
+    held_out = split_pairs(find_pairs(sharp_folder), "test")[0].sharp.stem
+    pairs = find_pairs(tmp_path / "a")
+    assert detect_layout(tmp_path / "a") == "pairs" and all(p.sharp.name.startswith(held_out) for p in pairs)
+    for pair in pairs:
+        blurred, sharp = load_image(pair.blur).rgb, load_image(pair.sharp).rgb
+        assert 12 < psnr(blurred, sharp) < 35
+    kernel_pairs([str(sharp_folder), str(tmp_path / "b")])
+    for pair in pairs:
+        assert (tmp_path / "b" / "blur" / pair.blur.name).read_bytes() == pair.blur.read_bytes()

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from vitdeblur.data import DeblurDataset
-from vitdeblur.synthesis import degrade_batch
+from vitdeblur.synthesis import degrade_batch, shrunk_region, shrunk_size
 
 
 class DeviceBatches:
@@ -25,12 +25,12 @@ class DeviceBatches:
     def __init__(self, datasets: list[DeblurDataset], batch_size: int, crop: int, steps: int,
                  device: torch.device, seed: int = 0):
         self.batch_size, self.crop, self.steps, self.device = batch_size, crop, steps, device
-        self.sharp_only, self.blur_specs, self.pairs = [], [], []
+        self.sharp_only, self.datasets_of, self.pairs = [], [], []
         for dataset in datasets:
             for pair in dataset.pairs:
-                if pair.blur is None:  # blurred by its dataset's distribution, as the CPU loader does
+                if pair.blur is None:  # blurred and shrunk as its dataset says, as the CPU loader does
                     self.sharp_only.append(self._to_device(dataset, pair.sharp))
-                    self.blur_specs.append(dataset.blur_spec)
+                    self.datasets_of.append(dataset)
                 else:
                     self.pairs.append((self._to_device(dataset, pair.blur), self._to_device(dataset, pair.sharp)))
         too_small = [tuple(t.shape[1:]) for t in self.sharp_only + [p[1] for p in self.pairs] if min(t.shape[1:]) < crop]
@@ -48,14 +48,14 @@ class DeviceBatches:
     def _crop(self, image: torch.Tensor, size: int, y: int, x: int) -> torch.Tensor:
         return image[:, y:y + size, x:x + size]
 
-    def _position(self, image: torch.Tensor, size: int) -> tuple[int, int]:
-        return (int(self.rng.integers(0, image.shape[1] - size + 1)), int(self.rng.integers(0, image.shape[2] - size + 1)))
+    def _position(self, frame: tuple[int, int], size: int) -> tuple[int, int]:
+        return int(self.rng.integers(0, frame[0] - size + 1)), int(self.rng.integers(0, frame[1] - size + 1))
 
-    def _region(self, image: torch.Tensor, y: int, x: int, size: tuple[int, int]) -> tuple[int, int]:
-        """The corner of a `size` region of `image` that holds the crop at (y, x), with the crop as central as the
-        photo's borders allow (real neighbours as blur context wherever there are some)."""
+    def _region(self, frame: tuple[int, int], y: int, x: int, size: tuple[int, int]) -> tuple[int, int]:
+        """The corner of a `size` region of a `frame`-sized photo that holds the crop at (y, x), with the crop as
+        central as the photo's borders allow (real neighbours as blur context wherever there are some)."""
         corner = []
-        for start, extent, full in ((y, size[0], image.shape[1]), (x, size[1], image.shape[2])):
+        for start, extent, full in ((y, size[0], frame[0]), (x, size[1], frame[1])):
             low, high = max(0, start + self.crop - extent), min(start, full - extent)
             corner.append(int(np.clip(start - (extent - self.crop) // 2, low, high)))
         return corner[0], corner[1]
@@ -64,25 +64,27 @@ class DeviceBatches:
         """Blurred and sharp crops of the given sharp photos, degraded together (`degrade_batch`): each crop is cut
         with the context its batch's widest blur needs, or as much of it as its photo has; crops whose regions come
         out the same size (all of them, unless some photos are that small) go through one call."""
-        degradations = [self.blur_specs[i].sample(self.rng) for i in items]
+        degradations = [self.datasets_of[i].blur_spec.sample(self.rng) for i in items]
         reach = self.crop + 2 * max(d.margin for d in degradations)
         groups: dict[tuple[int, int], list[int]] = {}
-        regions, corners, inner = [], [], []
+        regions, corners, frames, inner = [], [], [], []
         for k, i in enumerate(items):
             image = self.sharp_only[i]
-            size = (min(reach, image.shape[1]), min(reach, image.shape[2]))
-            y, x = self._position(image, self.crop)
-            y0, x0 = self._region(image, y, x, size)
-            regions.append(image[:, y0:y0 + size[0], x0:x0 + size[1]])
+            scale = self.datasets_of[i].random_scale(*image.shape[1:], self.rng)
+            frame = shrunk_size(image, scale)
+            size = (min(reach, frame[0]), min(reach, frame[1]))
+            y, x = self._position(frame, self.crop)
+            y0, x0 = self._region(frame, y, x, size)
+            regions.append(shrunk_region(image, scale, y0, x0, *size))
             corners.append((y0, x0))
+            frames.append(frame)
             inner.append((y - y0, x - x0))
             groups.setdefault(size, []).append(k)
         blurs, sharps = [None] * len(items), [None] * len(items)
         for members in groups.values():
-            blurred, target = degrade_batch(torch.stack([regions[k] for k in members]).float() / 255,
+            blurred, target = degrade_batch(torch.stack([regions[k] for k in members]),
                                             [degradations[k] for k in members], self.generator,
-                                            [corners[k] for k in members],
-                                            [tuple(self.sharp_only[items[k]].shape[1:]) for k in members])
+                                            [corners[k] for k in members], [frames[k] for k in members])
             for k, b, t in zip(members, blurred, target):
                 blurs[k], sharps[k] = self._crop(b, self.crop, *inner[k]), self._crop(t, self.crop, *inner[k])
         return torch.stack(blurs), torch.stack(sharps)
@@ -100,7 +102,7 @@ class DeviceBatches:
         if real:
             crops = []
             for blur, sharp in real:
-                y, x = self._position(sharp, self.crop)
+                y, x = self._position(tuple(sharp.shape[1:]), self.crop)
                 crops.append((self._crop(blur, self.crop, y, x), self._crop(sharp, self.crop, y, x)))
             blurs.append(torch.stack([b for b, _ in crops]).float() / 255)
             sharps.append(torch.stack([s for _, s in crops]).float() / 255)
@@ -109,6 +111,8 @@ class DeviceBatches:
             blur, sharp = blur.flip(-1), sharp.flip(-1)
         if self.rng.random() < 0.5:
             blur, sharp = blur.flip(-2), sharp.flip(-2)
+        if self.rng.random() < 0.5:
+            blur, sharp = blur.transpose(-1, -2), sharp.transpose(-1, -2)
         return blur, sharp
 
     def __iter__(self):

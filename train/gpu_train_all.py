@@ -44,8 +44,8 @@ from pathlib import Path
 import torch
 
 from train.device_data import DeviceBatches
-from train.train import amp_dtype, build_model, make_optimizer, parse_args, resolve_recipe, train_step
-from vitdeblur.data import load_dataset
+from train.train import (amp_dtype, build_model, make_optimizer, parse_args, resolve_recipe, train_step,
+                         training_sets)
 from vitdeblur.hub import load_model, save_checkpoint
 from vitdeblur.inference import resolve_device
 from vitdeblur.synthesis import BLURS
@@ -69,11 +69,11 @@ EPOCHS = 12
 def images_per_second(run: Run, args: argparse.Namespace, device: torch.device, steps: int = 30) -> float:
     """Training throughput of one run's model with on-device data (the probe; the other runs' probes run alongside).
     The model and recipe are the ones its training command will build."""
-    recipe = resolve_recipe(parse_args(train_command(run, args, 1, device, Path("unused"))[3:]))
+    train_args = parse_args(train_command(run, args, 1, device, Path("unused"))[3:])
+    recipe = resolve_recipe(train_args)
     model = build_model(recipe, run.init).to(device, memory_format=torch.channels_last).train()
     optimizer = make_optimizer(recipe, model)
-    batches = DeviceBatches([load_dataset(d, "train", train=True, crop=recipe.crop, blur_spec=BLURS[recipe.blur])
-                             for d in args.data], recipe.batch_size, recipe.crop, steps, device)
+    batches = DeviceBatches(training_sets(train_args, recipe), recipe.batch_size, recipe.crop, steps, device)
     dtype = amp_dtype(recipe, device)
     for i, (blurred, sharp) in enumerate(batches):
         if i == steps // 3:

@@ -45,6 +45,7 @@ class Recipe:
     max_steps: int | None = None  # stop earlier than `epochs` after this many optimiser steps
     batch_size: int = 16
     crop: int = 128
+    min_scale: float = 1.0  # sharp photos shrunk by a random factor in [min_scale, 1] before cropping (1: never)
     samples_per_epoch: int | None = None  # crops per epoch; None = one crop per training image
     val_crop: int = 256  # validation runs on centre crops of this size each epoch (evaluate uses full images)
     amp: str = "auto"  # auto (bf16 where supported) | bf16 | fp16 | none

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from vitdeblur.examples import list_examples
 from vitdeblur.images import ImageError, check_image, load_image, to_uint8
-from vitdeblur.synthesis import GAMMA, BlurMix, BlurSpec, Degradation, degrade_crop
+from vitdeblur.synthesis import GAMMA, BlurMix, BlurSpec, Degradation, degrade_crop, shrunk_size
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}  # a GIF gives its first frame
 LAYOUTS = ("auto", "kaggle", "gopro", "pairs", "sharp", "examples")
@@ -184,19 +184,23 @@ def evaluation_degradation(spec: BlurSpec | BlurMix, rng: np.random.Generator) -
 class DeblurDataset(Dataset):
     """(blurred, sharp) float tensors in [0, 1].
 
-    train=True: random crops of `crop` pixels with flips; synthetic pairs get a fresh random kernel every time.
+    train=True: random crops of `crop` pixels, flipped and transposed at random; synthetic pairs get a fresh random
+    degradation every time and, with `min_scale` < 1, come from the photo shrunk by a random factor in
+    [min_scale, 1] (more content scales from few photos; real pairs keep their scale, which sets their blur).
     train=False: whole images (or a centre crop of `crop` if given); synthetic pairs get a kernel fixed by the file
     name, so validation and test sets never change between runs.
     Decoded images are cached in memory as uint8 (the datasets here are small).
     """
 
     def __init__(self, pairs: list[Pair], train: bool, crop: int | None = None,
-                 blur_spec: BlurSpec | BlurMix | None = None, seed: int = 0):
+                 blur_spec: BlurSpec | BlurMix | None = None, seed: int = 0, min_scale: float = 1.0):
         if not pairs:
             raise ValueError("empty dataset")
         if train and not crop:
             raise ValueError("training needs a crop size")
-        self.pairs, self.train, self.crop, self.seed = pairs, train, crop, seed
+        if not 0 < min_scale <= 1:
+            raise ValueError(f"min_scale must be in (0, 1], got {min_scale}")
+        self.pairs, self.train, self.crop, self.seed, self.min_scale = pairs, train, crop, seed, min_scale
         self.blur_spec = blur_spec or BlurSpec()
         self._cache: dict[Path, np.ndarray] = {}
 
@@ -216,6 +220,11 @@ class DeblurDataset(Dataset):
         if rng is None:
             return (height - size_h) // 2, (width - size_w) // 2, size_h, size_w
         return int(rng.integers(0, height - size_h + 1)), int(rng.integers(0, width - size_w + 1)), size_h, size_w
+
+    def random_scale(self, height: int, width: int, rng: np.random.Generator) -> float:
+        """A shrink factor in [min_scale, 1], never so small that the photo gets smaller than the crop."""
+        low = max(self.min_scale, (self.crop + 1) / min(height, width))
+        return float(rng.uniform(low, 1)) if low < 1 else 1.0
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         pair = self.pairs[index]
@@ -237,14 +246,18 @@ class DeblurDataset(Dataset):
                 degradation = evaluation_degradation(self.blur_spec, blur_rng)
             generator = torch.Generator().manual_seed(int(blur_rng.integers(2 ** 62)))
             image = torch.from_numpy(sharp).permute(2, 0, 1)  # uint8, no copy
-            y, x, h, w = self._window(*sharp.shape[:2], self.crop, rng) if self.crop else (0, 0, *sharp.shape[:2])
-            blur, sharp_crop = degrade_crop(image, degradation, y, x, h, w, generator)
+            scale = self.random_scale(*sharp.shape[:2], rng) if self.train else 1.0
+            height, width = shrunk_size(image, scale)
+            y, x, h, w = self._window(height, width, self.crop, rng) if self.crop else (0, 0, height, width)
+            blur, sharp_crop = degrade_crop(image, degradation, y, x, h, w, generator, scale)
             blur, sharp = blur.permute(1, 2, 0).numpy(), sharp_crop.permute(1, 2, 0).numpy()
         if self.train:
             if rng.random() < 0.5:
                 blur, sharp = blur[:, ::-1], sharp[:, ::-1]
             if rng.random() < 0.5:
                 blur, sharp = blur[::-1], sharp[::-1]
+            if rng.random() < 0.5:  # crops are square
+                blur, sharp = blur.transpose(1, 0, 2), sharp.transpose(1, 0, 2)
         return _to_tensor(blur), _to_tensor(sharp)
 
 

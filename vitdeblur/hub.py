@@ -147,6 +147,7 @@ BLUR_TEXT = {  # a recipe's `blur` mix (vitdeblur.synthesis.BLURS) in words
     "realistic": REALISTIC_BLUR,
     "kernels": KERNELS_BLUR,
     "mixed": f"half {REALISTIC_BLUR}; half {KERNELS_BLUR}",
+    "moving": f"half {REALISTIC_BLUR}, a third of its shaken pairs with a moving object; half {KERNELS_BLUR}",
 }
 
 
@@ -233,11 +234,12 @@ def model_card(config, evaluations: list[dict] | None = None, training: dict | N
                          f"{ev['seconds_per_image']:.2f} ({ev.get('device', '')}) |")
         lines.append("")
     data = ", ".join(Path(d).name for d in training.get("data", [])) or "the data listed under Training"
+    blur = training.get("blur", "realistic")
     lines += [
         "## Limitations",
         f"- Trained only on {data} (images in a `sharp` layout get the project's synthetic blur: "
-        f"{BLUR_TEXT.get(training.get('blur', 'realistic'), training.get('blur'))}); expect little on blur far outside "
-        "that (very large motion, heavy noise, low light, moving objects).",
+        f"{BLUR_TEXT.get(blur, blur)}); expect little on blur far outside that (very large motion, heavy noise, "
+        f"low light{'' if blur == 'moving' else ', moving objects'}).",
         "- " + ("The encoder started from random init: ImageNet weights could not be used where it was trained."
                 if not pretrained else "The encoder started from timm's ImageNet weights."),
         "- PSNR here is not comparable with the ~48 dB the study reports: that figure is not reproducible with "

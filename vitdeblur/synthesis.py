@@ -7,6 +7,9 @@ A degradation is sampled once (`BlurSpec.sample`, numpy RNG: validation fixes it
 * **camera shake, rendered the GoPro way**: the mean of N warped copies of the sharp photo along a smooth random
   camera trajectory (translation, roll, slight zoom), so the blur varies across the frame as real shake does. The
   sharp target is the trajectory's middle frame (GoPro) or its centroid (a centred kernel);
+* optionally a **moving object** in the shaken scene (the `moving` mix): a soft-edged ellipse of other content of the
+  photo that moves along its own path over the camera-shaken background, hiding and revealing it, as people and cars
+  do in GoPro's scenes;
 * **uniform motion kernels** and **defocus disks**;
 * averaged in **linear light** (GoPro's own recipe) or in **sRGB** (as some public GoPro-style data was made);
 * **saturated highlights**: bright pixels are pushed above 1 in linear light before blurring and clipped after, the
@@ -99,6 +102,10 @@ class Degradation:
     shot_noise: float = 0.0  # Poisson part: variance = shot_noise * signal (linear light)
     read_noise: float = 0.0  # Gaussian part: sigma in linear light
     jpeg_quality: int | None = None
+    # shake only: a moving object, an ellipse (centre y, x and radii as fractions of the degraded region, angle in
+    # radians) holding the region's content turned 180 degrees, displaced by `mover_path` (N, 2) on top of the camera
+    mover: np.ndarray | None = None
+    mover_path: np.ndarray | None = None
 
     @property
     def is_identity(self) -> bool:
@@ -133,6 +140,8 @@ class BlurSpec:
     max_read_noise: float = 0.005
     jpeg_probability: float = 0.5
     jpeg_qualities: tuple[int, int] = (60, 95)
+    mover_probability: float = 0.0  # of shaken pairs: a moving object too
+    mover_speeds: tuple[float, float] = (0.5, 2.0)  # its largest displacement, in units of the camera's
 
     def sample(self, rng: np.random.Generator) -> Degradation:
         d = Degradation(linear=bool(rng.random() < self.linear_probability))
@@ -146,7 +155,7 @@ class BlurSpec:
             d.kind = "shake" if v < self.shake_probability else (
                 "defocus" if v < self.shake_probability + self.defocus_probability else "motion")
         if d.kind == "shake":
-            d.poses = self._trajectory(rng, d.extent)
+            d.poses, anchor = self._trajectory(rng, d.extent)
         elif d.kind == "motion":
             d.kernel = motion_kernel(rng, max(3, int(round(d.extent)) | 1))
         elif d.kind == "defocus":
@@ -158,12 +167,25 @@ class BlurSpec:
             d.read_noise = float(rng.uniform(0, self.max_read_noise))
         if rng.random() < self.jpeg_probability:
             d.jpeg_quality = int(rng.integers(self.jpeg_qualities[0], self.jpeg_qualities[1] + 1))
+        if d.kind == "shake" and self.mover_probability and rng.random() < self.mover_probability:
+            self._add_mover(rng, d, anchor)  # drawn last: specs without movers draw exactly what they did before
         return d
 
-    def _trajectory(self, rng: np.random.Generator, extent: float) -> np.ndarray:
+    def _add_mover(self, rng: np.random.Generator, d: Degradation, anchor: int | None) -> None:
+        """An object of 10-60% of the region's side on a smooth path of its own, at rest in the target frame."""
+        path = _random_walk(rng, len(d.poses), 2)
+        path -= path[anchor] if anchor is not None else path.mean(axis=0)
+        reach = np.hypot(path[:, 0], path[:, 1]).max()
+        path *= rng.uniform(*self.mover_speeds) * max(d.extent, 1.0) / max(reach, 1e-6)
+        d.mover = np.array([*rng.uniform(0.25, 0.75, 2), *rng.uniform(0.05, 0.3, 2), rng.uniform(0, np.pi)],
+                           np.float32)
+        d.mover_path = path.astype(np.float32)
+
+    def _trajectory(self, rng: np.random.Generator, extent: float) -> tuple[np.ndarray, int | None]:
         """Poses of a smooth random camera path whose largest displacement anywhere in the frame is `extent` px.
         Roll and zoom are given as the displacement they cause at the frame's half-diagonal (`degrade` scales them
-        to the actual image), so the blur grows towards the corners as real rotational shake does."""
+        to the actual image), so the blur grows towards the corners as real rotational shake does. Also returns the
+        frame the target is (None: the target is the path's centroid)."""
         # 7-13 frames like GoPro (ghosting on fast motion), else dense enough for a continuous streak
         frames = int(rng.integers(7, 14)) if rng.random() < 0.3 else int(np.clip(extent, 9, 32))
         path = _random_walk(rng, frames, 4)
@@ -171,10 +193,10 @@ class BlurSpec:
         shares = np.array([1.0, 1.0, rng.uniform(0, self.max_roll_share), rng.uniform(0, self.max_zoom_share)])
         shares[:2] *= rng.uniform(0.2, 1.0, 2)  # elongated paths as often as round ones
         path *= shares
-        anchor = path[frames // 2] if rng.random() < self.middle_frame_probability else path.mean(axis=0)
-        path -= anchor
+        anchor = frames // 2 if rng.random() < self.middle_frame_probability else None
+        path -= path[anchor] if anchor is not None else path.mean(axis=0)
         reach = np.hypot(path[:, 0], path[:, 1]) + np.abs(path[:, 2]) + np.abs(path[:, 3])
-        return (path * extent / max(reach.max(), 1e-6)).astype(np.float32)
+        return (path * extent / max(reach.max(), 1e-6)).astype(np.float32), anchor
 
 
 @dataclass
@@ -191,12 +213,14 @@ class BlurMix:
 
 # Named blur mixes (a recipe's `blur` field). "kernels" is the project's first synthesis, kept for ablations: uniform
 # motion (70%) and defocus kernels of 7-41 px in linear light with Gaussian noise; no shake, sharp or lightly blurred
-# pairs, highlights or JPEG. "mixed" draws half its pairs from each.
+# pairs, highlights or JPEG. "mixed" draws half its pairs from each; "moving" is "mixed" with a moving object in a
+# third of the shaken pairs.
 REALISTIC = BlurSpec()
 KERNELS = BlurSpec(sharp_probability=0.0, light_probability=0.0, min_extent=7.0, max_extent=41.0,
                    shake_probability=0.0, defocus_probability=0.3, linear_probability=1.0, highlight_probability=0.0,
                    noise_probability=1.0, max_shot_noise=0.0, max_read_noise=0.01, jpeg_probability=0.0)
-BLURS = {"realistic": REALISTIC, "kernels": KERNELS, "mixed": BlurMix((REALISTIC, KERNELS), (0.5, 0.5))}
+BLURS = {"realistic": REALISTIC, "kernels": KERNELS, "mixed": BlurMix((REALISTIC, KERNELS), (0.5, 0.5)),
+         "moving": BlurMix((BlurSpec(mover_probability=1 / 3), KERNELS), (0.5, 0.5))}
 
 
 def _to_linear(x: torch.Tensor) -> torch.Tensor:
@@ -220,18 +244,42 @@ def convolve(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return full if image.dim() == 4 else full[0]
 
 
-def shake(images: torch.Tensor, poses, origins, frame_sizes) -> torch.Tensor:
+def ellipse_alpha(ellipse: np.ndarray, height: int, width: int, device=None) -> torch.Tensor:
+    """(1, H, W) coverage of an ellipse given as (centre y, x, radii y, x) in fractions of the region and an angle,
+    with an edge about one pixel soft."""
+    cy, cx, ry, rx, angle = (float(v) for v in ellipse)
+    side = min(height, width)
+    y = torch.arange(height, dtype=torch.float32, device=device).view(-1, 1) - cy * (height - 1)
+    x = torch.arange(width, dtype=torch.float32, device=device).view(1, -1) - cx * (width - 1)
+    cos, sin = math.cos(angle), math.sin(angle)
+    u, v = (cos * y + sin * x) / (ry * side), (cos * x - sin * y) / (rx * side)
+    inside_px = (1 - torch.sqrt(u ** 2 + v ** 2)) * min(ry, rx) * side  # about the distance to the edge
+    return (inside_px + 0.5).clamp(0, 1)[None]
+
+
+def shake(images: torch.Tensor, poses, origins, frame_sizes, movers=None) -> torch.Tensor:
     """The mean of each image warped by each of its poses. `images` (C, H, W) or (N, C, H, W) are regions at
     `origins` (y, x) of frames of `frame_sizes` (H, W) (for a batch: lists, one per image): roll and zoom turn about
     the frame's centre, so a crop gets the blur of its place. All frames of all images go through a few grid_sample
-    calls, so a batch costs about as many calls as one image."""
+    calls, so a batch costs about as many calls as one image.
+
+    `movers` (per image: None or a Degradation's (mover, mover_path)) adds a moving object to every frame: the
+    image turned 180 degrees seen through the ellipse, warped by the camera's pose plus the object's own offset."""
     single = images.dim() == 3
     images = images[None] if single else images
     n, c, h, w = images.shape
     poses, origins, frame_sizes = ([poses], [origins], [frame_sizes]) if single else (poses, origins, frame_sizes)
+    movers = ([movers] if single else movers) or [None] * n
     device = images.device
     frames_of = [len(p) for p in poses]
     owner = torch.repeat_interleave(torch.arange(n), torch.tensor(frames_of)).to(device)  # the image of each frame
+    layer = None
+    if any(m is not None for m in movers):  # premultiplied object colour and its coverage, offsets per frame
+        alpha = torch.stack([ellipse_alpha(m[0], h, w, device) if m is not None else torch.zeros(1, h, w, device=device)
+                             for m in movers])
+        layer = torch.cat([images.flip(-1, -2) * alpha, alpha], dim=1)
+        offsets = torch.from_numpy(np.concatenate([m[1] if m is not None else np.zeros((f, 2), np.float32)
+                                                   for m, f in zip(movers, frames_of)])).to(device)
     # per frame: its pose, its image's half-diagonal, frame centre and origin
     pose = torch.from_numpy(np.concatenate(poses).astype(np.float32)).to(device)
     place = torch.tensor([[0.5 * math.hypot(*f), (f[0] - 1) / 2, (f[1] - 1) / 2, o[0], o[1]]
@@ -246,13 +294,21 @@ def shake(images: torch.Tensor, poses, origins, frame_sizes) -> torch.Tensor:
         half_diagonal, cy, cx, oy, ox = (v.view(-1, 1, 1) for v in place[part].unbind(1))
         angle, scale = roll_px / half_diagonal, 1 + zoom_px / half_diagonal
         cos, sin = torch.cos(angle), torch.sin(angle)
-        # Where each output pixel comes from: the inverse of (scale, rotate about the centre, translate).
-        sy, sx = rows + oy - cy - dy, columns + ox - cx - dx
-        src_y = (cos * sy - sin * sx) / scale + cy - oy
-        src_x = (sin * sy + cos * sx) / scale + cx - ox
-        grid = torch.stack([2 * src_x / max(w - 1, 1) - 1, 2 * src_y / max(h - 1, 1) - 1], dim=-1)
+
+        def sampling_grid(dy, dx):  # where each output pixel comes from: the inverse of (scale, rotate, translate)
+            sy, sx = rows + oy - cy - dy, columns + ox - cx - dx
+            src_y = (cos * sy - sin * sx) / scale + cy - oy
+            src_x = (sin * sy + cos * sx) / scale + cx - ox
+            return torch.stack([2 * src_x / max(w - 1, 1) - 1, 2 * src_y / max(h - 1, 1) - 1], dim=-1)
+
+        grid = sampling_grid(dy, dx)
         source = images.expand(len(grid), c, h, w) if n == 1 else images[owner[part]]
         frames = F.grid_sample(source, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
+        if layer is not None:  # the object over the background: hides it where it is, reveals it where it was
+            object_dy, object_dx = (v.view(-1, 1, 1) for v in offsets[part].unbind(1))
+            moved = F.grid_sample(layer[owner[part]], sampling_grid(dy + object_dy, dx + object_dx),
+                                  mode="bilinear", padding_mode="zeros", align_corners=True)
+            frames = frames * (1 - moved[:, c:]) + moved[:, :c]
         total.index_add_(0, owner[part], frames)
     total /= torch.tensor(frames_of, dtype=total.dtype, device=device).view(-1, 1, 1, 1)
     return total[0] if single else total
@@ -298,6 +354,12 @@ def degrade_batch(sharp: torch.Tensor, ds: list[Degradation], generator: torch.G
         linear[boosted] = linear[boosted] * (1 + (gain - 1) * ((luma - 0.7) / 0.3).clamp(0, 1) ** 2)
         target = sharp.clone()
         target[boosted] = _from_linear(linear[boosted])
+    moving = where(lambda d: d.kind == "shake" and d.mover is not None)
+    if moving:  # the target shows the object where it rests, its edge mixed in linear light like the frames'
+        h, w = sharp.shape[-2:]
+        alpha = torch.stack([ellipse_alpha(ds[i].mover, h, w, sharp.device) for i in moving])
+        target = target.clone() if target is sharp else target
+        target[moving] = _from_linear(linear[moving] * (1 - alpha) + linear[moving].flip(-1, -2) * alpha)
     work = linear.clone()
     in_srgb = where(lambda d: not d.linear)
     if in_srgb:  # sRGB averaging keeps the boosted values above 1
@@ -305,7 +367,8 @@ def degrade_batch(sharp: torch.Tensor, ds: list[Degradation], generator: torch.G
     shaken = where(lambda d: d.kind == "shake")
     if shaken:
         work[shaken] = shake(work[shaken], [ds[i].poses for i in shaken], [origins[i] for i in shaken],
-                             [frame_sizes[i] for i in shaken])
+                             [frame_sizes[i] for i in shaken],
+                             [(ds[i].mover, ds[i].mover_path) if ds[i].mover is not None else None for i in shaken])
     kernelled = where(lambda d: d.kind in ("motion", "defocus"))
     if kernelled:
         size = max(ds[i].kernel.shape[-1] for i in kernelled)
@@ -332,15 +395,37 @@ def degrade_batch(sharp: torch.Tensor, ds: list[Degradation], generator: torch.G
     return out, target
 
 
+def shrunk_region(image: torch.Tensor, scale: float, y0: int, x0: int, height: int, width: int) -> torch.Tensor:
+    """Float (3, height, width) in [0, 1]: the region at (y0, x0) of a photo (3, H, W), uint8 or float, as it would
+    be after shrinking the whole photo by `scale` <= 1 (antialiased). Only the source pixels under the region are
+    resized, so a crop of a shrunk 12 MP photo costs what the crop costs."""
+    if scale == 1:
+        region = image[:, y0:y0 + height, x0:x0 + width]
+    else:
+        full_h, full_w = image.shape[-2:]
+        top, left = int(y0 / scale), int(x0 / scale)
+        bottom = min(full_h, max(top + 1, math.ceil((y0 + height) / scale)))
+        right = min(full_w, max(left + 1, math.ceil((x0 + width) / scale)))
+        region = F.interpolate(image[None, :, top:bottom, left:right].float(), size=(height, width),
+                               mode="bilinear", antialias=True, align_corners=False)[0]
+    return region / 255 if image.dtype == torch.uint8 else region.float()
+
+
+def shrunk_size(image: torch.Tensor, scale: float) -> tuple[int, int]:
+    """(height, width) of a photo (3, H, W) shrunk by `scale`."""
+    return int(image.shape[-2] * scale), int(image.shape[-1] * scale)
+
+
 def degrade_crop(image: torch.Tensor, d: Degradation, y: int, x: int, size_h: int, size_w: int,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+                 generator: torch.Generator, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(blurred, sharp) float crops at (y, x) of a sharp image (3, H, W), uint8 or float in [0, 1], blurred with
-    real neighbours as context. Only the region around the crop is converted to float."""
+    real neighbours as context. Only the region around the crop is converted to float. With `scale` < 1 the photo is
+    shrunk by that factor first ((y, x) are then positions in the shrunk photo): its content at another scale."""
     m = d.margin
-    height, width = image.shape[-2:]
+    height, width = shrunk_size(image, scale)
     y0, x0 = max(0, y - m), max(0, x - m)
-    region = image[:, y0:min(height, y + size_h + m), x0:min(width, x + size_w + m)]
-    region = region.float() / 255 if region.dtype == torch.uint8 else region.float()
+    y1, x1 = min(height, y + size_h + m), min(width, x + size_w + m)
+    region = shrunk_region(image, scale, y0, x0, y1 - y0, x1 - x0)
     blurred, target = degrade(region, d, generator, (y0, x0), (height, width))
     inner = (slice(None), slice(y - y0, y - y0 + size_h), slice(x - x0, x - x0 + size_w))
     return blurred[inner], target[inner]

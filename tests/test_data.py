@@ -145,13 +145,37 @@ def test_training_photos_are_shrunk_at_random_but_never_below_the_crop(sharp_fol
     pairs = find_pairs(sharp_folder)
     with pytest.raises(ValueError, match="min_scale"):
         DeblurDataset(pairs, train=True, crop=32, min_scale=0)
-    dataset = DeblurDataset(pairs, train=True, crop=32, min_scale=0.1, blur_spec=BlurSpec(sharp_probability=1.0))
+    dataset = DeblurDataset(pairs, train=True, crop=32, min_scale=0.1)
     rng = np.random.default_rng(0)
-    scales = [dataset.random_scale(80, 96, rng) for _ in range(200)]
+    scales = [dataset.random_scale(80, 96, 32, rng) for _ in range(200)]
     assert min(scales) >= 33 / 80 and max(scales) <= 1 and np.ptp(scales) > 0.4
-    assert DeblurDataset(pairs, train=True, crop=32).random_scale(80, 96, rng) == 1.0
-    blur, sharp = dataset[0]
-    assert blur.shape == sharp.shape == (3, 32, 32)
+    assert DeblurDataset(pairs, train=True, crop=32).random_scale(80, 96, 32, rng) == 1.0
+
+
+def ramp_photos(folder):
+    """Photos whose brightness rises 2 levels per pixel from left to right: shrunk, the slope grows."""
+    ramp = np.repeat(np.linspace(0, 238, 120)[None, :, None], 120, axis=0).repeat(3, axis=2).astype(np.uint8)
+    for i in range(3):
+        save(ramp, folder / f"{i}.png")
+    return folder
+
+
+def ramp_slope(crop) -> float:
+    """Brightness change per pixel along the ramp, whichever way the crop was flipped or transposed."""
+    crop = np.asarray(crop, dtype=np.float64) * 255
+    return max(np.abs(np.diff(crop, axis=-1)).mean(), np.abs(np.diff(crop, axis=-2)).mean())
+
+
+UNBLURRED = BlurSpec(sharp_probability=1.0, noise_probability=0, jpeg_probability=0, highlight_probability=0)
+
+
+def test_shrunk_training_crops_show_the_photo_at_other_scales(tmp_path):
+    pairs = find_pairs(ramp_photos(tmp_path / "ramps"))
+    as_is = DeblurDataset(pairs, train=True, crop=32, blur_spec=UNBLURRED)
+    assert {round(ramp_slope(as_is[i % 3][1]), 1) for i in range(12)} == {2.0}
+    shrunk = DeblurDataset(pairs, train=True, crop=32, blur_spec=UNBLURRED, min_scale=0.4)
+    slopes = [ramp_slope(shrunk[i % 3][1]) for i in range(30)]
+    assert 1.9 < min(slopes) and max(slopes) < 2 / 0.4 + 0.2 and max(slopes) > 1.5 * min(slopes)
 
 
 def test_training_crops_vary_and_flip(pairs_folder):

@@ -43,3 +43,14 @@ def test_device_crops_are_blurred_with_their_context_as_in_the_whole_photo(sharp
         blurred, sharp = batches._synthesise([0, len(batches.sharp_only) - 1])  # ...does not cut the other's
         assert torch.equal(sharp[0], photo[:, y:y + 32, x:x + 32].float() / 255)
         assert torch.allclose(blurred[0], whole[:, y:y + 32, x:x + 32], atol=1e-3)  # float32 grid rounding
+
+
+def test_device_crops_are_shrunk_as_the_cpu_loaders_are(tmp_path):
+    from test_data import UNBLURRED, ramp_photos, ramp_slope
+
+    dataset = load_dataset(ramp_photos(tmp_path / "ramps"), "all", train=True, crop=32, blur_spec=UNBLURRED,
+                           min_scale=0.4)
+    blurred, sharp = DeviceBatches([dataset], batch_size=16, crop=32, steps=1, device=torch.device("cpu")).batch()
+    assert torch.allclose(blurred, sharp, atol=1e-5)  # unblurred: only the scale changes
+    slopes = [ramp_slope(crop) for crop in sharp]
+    assert 1.9 < min(slopes) and max(slopes) < 2 / 0.4 + 0.2 and max(slopes) > 1.5 * min(slopes)

@@ -153,9 +153,18 @@ def test_a_moving_object_hides_and_reveals_the_background_and_rests_in_the_targe
     assert torch.allclose(target[:, 44:52, 44:52], image.flip(-1, -2)[:, 44:52, 44:52], atol=1e-5)  # other inside...
     assert torch.allclose(target[:, :20], image[:, :20], atol=1e-5)  # ...the photo itself outside
     path = np.stack([np.zeros(5), np.linspace(-10, 10, 5)], 1).astype(np.float32)  # the object moves 20 px sideways
-    blurred, target = degrade(image, Degradation(**{**resting.__dict__, "mover_path": path}), torch.Generator())
+    moving = Degradation(**{**resting.__dict__, "mover_path": path})
+    blurred, target = degrade(image, moving, torch.Generator())
     assert torch.allclose(blurred[:, :20], image[:, :20], atol=1e-5)  # the background stays sharp...
     assert (blurred[:, 40:56, 20:76] - target[:, 40:56, 20:76]).abs().mean() > 0.02  # ...the object smears over it
+    halves = torch.full((3, 96, 96), 0.2)
+    halves[:, 48:] = 0.8  # a dark top whose 180-degree turn is bright: a bright object passing over a dark ground
+    high = Degradation(**{**moving.__dict__, "mover": np.array([0.25, 0.5, 0.15, 0.15, 0.0], np.float32)})
+    blurred, target = degrade(halves, high, torch.Generator())
+    assert torch.allclose(target[:, 24, 48], torch.tensor(0.8)) and torch.allclose(blurred[:, 24, 48], torch.tensor(0.8))
+    rim = blurred[:, 24, 59:62]  # covered where the object rests, uncovered in its farther frames: revealed
+    assert (0.3 < rim).all() and (rim < 0.75).all()
+    assert moving.margin >= resting.margin + 10  # crops take context for how far the object moves
     samples = [BLURS["moving"].sample(np.random.default_rng(i)) for i in range(300)]
     movers = [s for s in samples if s.mover is not None]
     assert 0.05 < len(movers) / 300 < 0.2 and all(s.kind == "shake" for s in movers)

@@ -194,8 +194,8 @@ def test_lars_moves_every_weight_tensor_by_the_same_share():
 def test_the_gpu_calls_runs_are_valid_training_commands_on_one_budget(tmp_path):
     from train.gpu_train_all import EPOCHS, RUNS, train_command
 
-    args = argparse.Namespace(data=["photos"], val_data=[], backbone=None, blur="mixed", batch_size=16, crop=256,
-                              minutes=6.0)
+    args = argparse.Namespace(data=["photos"], val_data=[], backbone=None, blur="moving", min_scale=0.5,
+                              batch_size=16, crop=256, minutes=6.0)
     parsed = {}
     for run in RUNS:
         command = train_command(run, args, steps_per_epoch=40, device=torch.device("cuda"), runs_dir=tmp_path)
@@ -207,8 +207,8 @@ def test_the_gpu_calls_runs_are_valid_training_commands_on_one_budget(tmp_path):
     assert parsed["adam"].init == "checkpoints/adam" and parsed["adam-scratch"].init is None
     assert sorted(a.out for a in parsed.values()) == sorted(str(tmp_path / run.name) for run in RUNS)
     # the same steps, crops and blur for every run: an equal budget
-    assert {(r.samples_per_epoch, r.epochs, r.crop, r.batch_size, r.blur) for r in recipes.values()} == {
-        (640, EPOCHS, 256, 16, "mixed")}
+    assert {(r.samples_per_epoch, r.epochs, r.crop, r.batch_size, r.blur, r.min_scale) for r in recipes.values()} == {
+        (640, EPOCHS, 256, 16, "moving", 0.5)}
 
 
 def test_photos_packed_for_a_gpu_trip_keep_names_format_and_split(tmp_path, capsys):

@@ -70,7 +70,7 @@ class DeviceBatches:
         regions, corners, frames, inner = [], [], [], []
         for k, i in enumerate(items):
             image = self.sharp_only[i]
-            scale = self.datasets_of[i].random_scale(*image.shape[1:], self.rng)
+            scale = self.datasets_of[i].random_scale(*image.shape[1:], self.crop, self.rng)
             frame = shrunk_size(image, scale)
             size = (min(reach, frame[0]), min(reach, frame[1]))
             y, x = self._position(frame, self.crop)

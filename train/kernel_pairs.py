@@ -16,10 +16,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from vitdeblur.data import SPLITS, find_pairs, split_pairs, stable_seed
-from vitdeblur.images import load_image, to_uint8
+from vitdeblur.data import SPLITS, find_pairs, save_pair, split_pairs, stable_seed
+from vitdeblur.images import load_image
 from vitdeblur.synthesis import blur_image, motion_kernel
 
 KERNEL_SIZES = range(13, 28, 2)  # the recorded kernels' range
@@ -31,8 +30,6 @@ def make_kernel_pairs(source: Path, target: Path, split: str = "test", kernels: 
     photos = split_pairs(find_pairs(source, "sharp"), split)
     if not photos:
         raise SystemExit(f"error: the {split} split of {source} is empty")
-    for folder in ("blur", "sharp"):
-        (target / folder).mkdir(parents=True, exist_ok=True)
     count = 0
     for pair in photos:
         sharp = load_image(pair.sharp).rgb
@@ -40,9 +37,7 @@ def make_kernel_pairs(source: Path, target: Path, split: str = "test", kernels: 
         for _ in range(kernels):
             size = int(rng.choice(KERNEL_SIZES))
             blurred = blur_image(sharp, motion_kernel(rng, size), NOISE_SIGMA, rng)
-            name = f"{pair.sharp.stem}_k{size}_{count:03d}.png"
-            Image.fromarray(to_uint8(blurred)).save(target / "blur" / name)
-            Image.fromarray(to_uint8(sharp)).save(target / "sharp" / name)
+            save_pair(target, f"{pair.sharp.stem}_k{size}_{count:03d}.png", blurred, sharp)
             count += 1
     return count
 

@@ -146,17 +146,20 @@ def make_frame_pairs(frames_dir: str | Path, out_dir: str | Path, n: int = 7, st
         raise ValueError("n must be at least 1")
     frames = list_images(Path(frames_dir))
     out_dir = Path(out_dir)
-    (out_dir / "blur").mkdir(parents=True, exist_ok=True)
-    (out_dir / "sharp").mkdir(parents=True, exist_ok=True)
     count = 0
     for start in range(0, len(frames) - n + 1, stride or n):
         window = [load_image(p).rgb for p in frames[start:start + n]]
         blur, sharp = average_frames(window)
-        name = f"{frames[start + n // 2].stem}_n{n:02d}.png"
-        Image.fromarray(to_uint8(blur)).save(out_dir / "blur" / name)
-        Image.fromarray(to_uint8(sharp)).save(out_dir / "sharp" / name)
+        save_pair(out_dir, f"{frames[start + n // 2].stem}_n{n:02d}.png", blur, sharp)
         count += 1
     return count
+
+
+def save_pair(out_dir: Path, name: str, blur: np.ndarray, sharp: np.ndarray) -> None:
+    """Write one pair of a `pairs` dataset: out_dir/blur/NAME and out_dir/sharp/NAME (8-bit)."""
+    for folder, rgb in (("blur", blur), ("sharp", sharp)):
+        (out_dir / folder).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(to_uint8(rgb)).save(out_dir / folder / name)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -221,9 +224,9 @@ class DeblurDataset(Dataset):
             return (height - size_h) // 2, (width - size_w) // 2, size_h, size_w
         return int(rng.integers(0, height - size_h + 1)), int(rng.integers(0, width - size_w + 1)), size_h, size_w
 
-    def random_scale(self, height: int, width: int, rng: np.random.Generator) -> float:
+    def random_scale(self, height: int, width: int, crop: int, rng: np.random.Generator) -> float:
         """A shrink factor in [min_scale, 1], never so small that the photo gets smaller than the crop."""
-        low = max(self.min_scale, (self.crop + 1) / min(height, width))
+        low = max(self.min_scale, (crop + 1) / min(height, width))
         return float(rng.uniform(low, 1)) if low < 1 else 1.0
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -246,7 +249,7 @@ class DeblurDataset(Dataset):
                 degradation = evaluation_degradation(self.blur_spec, blur_rng)
             generator = torch.Generator().manual_seed(int(blur_rng.integers(2 ** 62)))
             image = torch.from_numpy(sharp).permute(2, 0, 1)  # uint8, no copy
-            scale = self.random_scale(*sharp.shape[:2], rng) if self.train else 1.0
+            scale = self.random_scale(*sharp.shape[:2], self.crop, rng) if self.train else 1.0
             height, width = shrunk_size(image, scale)
             y, x, h, w = self._window(height, width, self.crop, rng) if self.crop else (0, 0, height, width)
             blur, sharp_crop = degrade_crop(image, degradation, y, x, h, w, generator, scale)

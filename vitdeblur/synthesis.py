@@ -79,6 +79,11 @@ def defocus_kernel(radius: float) -> np.ndarray:
     return (kernel / kernel.sum()).astype(np.float32)
 
 
+def _centred(path: np.ndarray, anchor: int | None) -> np.ndarray:
+    """A path moved so that the target frame (`anchor`; None: the path's centroid) sits at zero."""
+    return path - (path[anchor] if anchor is not None else path.mean(axis=0))
+
+
 def _random_walk(rng: np.random.Generator, steps: int, dims: int) -> np.ndarray:
     """A smooth random path (velocity random walk with momentum and a weak pull back), centred on its mean."""
     velocity = rng.normal(size=dims)
@@ -114,8 +119,10 @@ class Degradation:
 
     @property
     def margin(self) -> int:
-        """Pixels of context needed around a crop so that its border sees real neighbours."""
-        return int(math.ceil(self.extent)) + 2
+        """Pixels of context needed around a crop so that its border sees real neighbours (and a moving object
+        seen from the crop never shows the region's edge)."""
+        reach = self.extent + (np.hypot(*self.mover_path.T).max() if self.mover_path is not None else 0.0)
+        return int(math.ceil(reach)) + 2
 
 
 @dataclass
@@ -174,7 +181,7 @@ class BlurSpec:
     def _add_mover(self, rng: np.random.Generator, d: Degradation, anchor: int | None) -> None:
         """An object of 10-60% of the region's side on a smooth path of its own, at rest in the target frame."""
         path = _random_walk(rng, len(d.poses), 2)
-        path -= path[anchor] if anchor is not None else path.mean(axis=0)
+        path = _centred(path, anchor)
         reach = np.hypot(path[:, 0], path[:, 1]).max()
         path *= rng.uniform(*self.mover_speeds) * max(d.extent, 1.0) / max(reach, 1e-6)
         d.mover = np.array([*rng.uniform(0.25, 0.75, 2), *rng.uniform(0.05, 0.3, 2), rng.uniform(0, np.pi)],
@@ -194,7 +201,7 @@ class BlurSpec:
         shares[:2] *= rng.uniform(0.2, 1.0, 2)  # elongated paths as often as round ones
         path *= shares
         anchor = frames // 2 if rng.random() < self.middle_frame_probability else None
-        path -= path[anchor] if anchor is not None else path.mean(axis=0)
+        path = _centred(path, anchor)
         reach = np.hypot(path[:, 0], path[:, 1]) + np.abs(path[:, 2]) + np.abs(path[:, 3])
         return (path * extent / max(reach.max(), 1e-6)).astype(np.float32), anchor
 
@@ -246,7 +253,7 @@ def convolve(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 
 def ellipse_alpha(ellipse: np.ndarray, height: int, width: int, device=None) -> torch.Tensor:
     """(1, H, W) coverage of an ellipse given as (centre y, x, radii y, x) in fractions of the region and an angle,
-    with an edge about one pixel soft."""
+    with a soft edge (one pixel wide across its short axis)."""
     cy, cx, ry, rx, angle = (float(v) for v in ellipse)
     side = min(height, width)
     y = torch.arange(height, dtype=torch.float32, device=device).view(-1, 1) - cy * (height - 1)
@@ -255,6 +262,15 @@ def ellipse_alpha(ellipse: np.ndarray, height: int, width: int, device=None) -> 
     u, v = (cos * y + sin * x) / (ry * side), (cos * x - sin * y) / (rx * side)
     inside_px = (1 - torch.sqrt(u ** 2 + v ** 2)) * min(ry, rx) * side  # about the distance to the edge
     return (inside_px + 0.5).clamp(0, 1)[None]
+
+
+def object_layer(images: torch.Tensor, ellipses: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """The moving objects of (N, C, H, W) images: each image turned 180 degrees (other content than what the object
+    covers) seen through its ellipse (None: no object), as premultiplied colour (N, C, H, W) and coverage (N, 1, H, W)."""
+    h, w = images.shape[-2:]
+    alpha = torch.stack([ellipse_alpha(e, h, w, images.device) if e is not None
+                         else torch.zeros(1, h, w, device=images.device) for e in ellipses])
+    return images.flip(-1, -2) * alpha, alpha
 
 
 def shake(images: torch.Tensor, poses, origins, frame_sizes, movers=None) -> torch.Tensor:
@@ -275,11 +291,9 @@ def shake(images: torch.Tensor, poses, origins, frame_sizes, movers=None) -> tor
     owner = torch.repeat_interleave(torch.arange(n), torch.tensor(frames_of)).to(device)  # the image of each frame
     layer = None
     if any(m is not None for m in movers):  # premultiplied object colour and its coverage, offsets per frame
-        alpha = torch.stack([ellipse_alpha(m[0], h, w, device) if m is not None else torch.zeros(1, h, w, device=device)
-                             for m in movers])
-        layer = torch.cat([images.flip(-1, -2) * alpha, alpha], dim=1)
-        offsets = torch.from_numpy(np.concatenate([m[1] if m is not None else np.zeros((f, 2), np.float32)
-                                                   for m, f in zip(movers, frames_of)])).to(device)
+        layer = torch.cat(object_layer(images, [m[0] if m is not None else None for m in movers]), dim=1)
+        offsets = torch.from_numpy(np.concatenate([m[1] if m is not None else np.zeros((f, 2))
+                                                   for m, f in zip(movers, frames_of)]).astype(np.float32)).to(device)
     # per frame: its pose, its image's half-diagonal, frame centre and origin
     pose = torch.from_numpy(np.concatenate(poses).astype(np.float32)).to(device)
     place = torch.tensor([[0.5 * math.hypot(*f), (f[0] - 1) / 2, (f[1] - 1) / 2, o[0], o[1]]
@@ -355,11 +369,14 @@ def degrade_batch(sharp: torch.Tensor, ds: list[Degradation], generator: torch.G
         target = sharp.clone()
         target[boosted] = _from_linear(linear[boosted])
     moving = where(lambda d: d.kind == "shake" and d.mover is not None)
-    if moving:  # the target shows the object where it rests, its edge mixed in linear light like the frames'
-        h, w = sharp.shape[-2:]
-        alpha = torch.stack([ellipse_alpha(ds[i].mover, h, w, sharp.device) for i in moving])
+    if moving:  # the target shows the object where it rests, its edge mixed as the frames are (linear or sRGB)
+        ellipses = [ds[i].mover for i in moving]
+        colour, alpha = object_layer(linear[moving], ellipses)
+        in_linear = _from_linear(linear[moving] * (1 - alpha) + colour)
+        colour, alpha = object_layer(target[moving], ellipses)
+        in_srgb = target[moving] * (1 - alpha) + colour
         target = target.clone() if target is sharp else target
-        target[moving] = _from_linear(linear[moving] * (1 - alpha) + linear[moving].flip(-1, -2) * alpha)
+        target[moving] = torch.where(per_image([ds[i].linear for i in moving]) > 0, in_linear, in_srgb)
     work = linear.clone()
     in_srgb = where(lambda d: not d.linear)
     if in_srgb:  # sRGB averaging keeps the boosted values above 1
@@ -397,8 +414,9 @@ def degrade_batch(sharp: torch.Tensor, ds: list[Degradation], generator: torch.G
 
 def shrunk_region(image: torch.Tensor, scale: float, y0: int, x0: int, height: int, width: int) -> torch.Tensor:
     """Float (3, height, width) in [0, 1]: the region at (y0, x0) of a photo (3, H, W), uint8 or float, as it would
-    be after shrinking the whole photo by `scale` <= 1 (antialiased). Only the source pixels under the region are
-    resized, so a crop of a shrunk 12 MP photo costs what the crop costs."""
+    be after shrinking the whole photo by `scale` <= 1 (antialiased): the same content at the same scale, placed to
+    within about a pixel (exactly for a scale of 1/2). Only the source pixels under the region are resized, so a crop
+    of a shrunk 12 MP photo costs what the crop costs."""
     if scale == 1:
         region = image[:, y0:y0 + height, x0:x0 + width]
     else:

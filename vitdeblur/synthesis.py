@@ -372,11 +372,11 @@ def degrade_batch(sharp: torch.Tensor, ds: list[Degradation], generator: torch.G
     if moving:  # the target shows the object where it rests, its edge mixed as the frames are (linear or sRGB)
         ellipses = [ds[i].mover for i in moving]
         colour, alpha = object_layer(linear[moving], ellipses)
-        in_linear = _from_linear(linear[moving] * (1 - alpha) + colour)
+        mixed_in_linear = _from_linear(linear[moving] * (1 - alpha) + colour)
         colour, alpha = object_layer(target[moving], ellipses)
-        in_srgb = target[moving] * (1 - alpha) + colour
+        mixed_in_srgb = target[moving] * (1 - alpha) + colour
         target = target.clone() if target is sharp else target
-        target[moving] = torch.where(per_image([ds[i].linear for i in moving]) > 0, in_linear, in_srgb)
+        target[moving] = torch.where(per_image([ds[i].linear for i in moving]) > 0, mixed_in_linear, mixed_in_srgb)
     work = linear.clone()
     in_srgb = where(lambda d: not d.linear)
     if in_srgb:  # sRGB averaging keeps the boosted values above 1

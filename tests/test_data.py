@@ -178,6 +178,21 @@ def test_shrunk_training_crops_show_the_photo_at_other_scales(tmp_path):
     assert 1.9 < min(slopes) and max(slopes) < 2 / 0.4 + 0.2 and max(slopes) > 1.5 * min(slopes)
 
 
+def test_validation_variants_add_fixed_degradations_of_the_same_photos(sharp_folder, pairs_folder):
+    pairs = find_pairs(sharp_folder)
+    spec = BlurSpec(highlight_probability=0)  # targets stay the photo itself
+    one = DeblurDataset(pairs, train=False, crop=32, blur_spec=spec)
+    three = DeblurDataset(pairs, train=False, crop=32, blur_spec=spec, variants=3)
+    assert len(three) == 3 * len(one)
+    assert torch.equal(three[0][0], one[0][0]) and torch.equal(three[3][0], one[1][0])  # the first is the old one
+    assert not torch.equal(three[0][0], three[1][0]) and torch.equal(three[0][1], three[1][1])  # same photo, other blur
+    assert torch.equal(DeblurDataset(pairs, train=False, crop=32, blur_spec=spec, variants=3)[2][0], three[2][0])
+    real = find_pairs(pairs_folder)
+    assert len(DeblurDataset(real, train=False, variants=3)) == len(real)  # real pairs have one blur
+    with pytest.raises(ValueError, match="variants"):
+        DeblurDataset(pairs, train=True, crop=32, variants=2)
+
+
 def test_training_crops_vary_and_flip(pairs_folder):
     dataset = DeblurDataset(find_pairs(pairs_folder), train=True, crop=32)
     crops = {dataset[0][1].numpy().tobytes() for _ in range(8)}

@@ -48,6 +48,7 @@ class Recipe:
     min_scale: float = 1.0  # sharp photos shrunk by a random factor in [min_scale, 1] before cropping (1: never)
     samples_per_epoch: int | None = None  # crops per epoch; None = one crop per training image
     val_crop: int = 256  # validation runs on centre crops of this size each epoch (evaluate uses full images)
+    val_variants: int = 4  # synthetic validation: fixed degradations per photo (one draw each was too noisy to choose by)
     amp: str = "auto"  # auto (bf16 where supported) | bf16 | fp16 | none
 
     def __post_init__(self):

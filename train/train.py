@@ -250,7 +250,7 @@ def validation_sets(args: argparse.Namespace, recipe: Recipe) -> tuple[list, lis
                          "be trained on")
     # The realistic mix whatever the recipe trains on, so runs with different blur mixes compare on the same pairs.
     options = dict(train=False, layout=args.layout, crop=recipe.val_crop, skip_bad_images=args.skip_bad_images)
-    sets = [load_dataset(d, "val", **options) for d in args.data]
+    sets = [load_dataset(d, "val", variants=recipe.val_variants, **options) for d in args.data]
     sets += [load_dataset(d, "all", **options) for d in args.val_data]
     names = [f"val_{Path(d).name}" for d in args.data] + [f"heldout_{Path(d).name}" for d in args.val_data]
     return sets, names

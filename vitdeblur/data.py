@@ -190,25 +190,31 @@ class DeblurDataset(Dataset):
     train=True: random crops of `crop` pixels, flipped and transposed at random; synthetic pairs get a fresh random
     degradation every time and, with `min_scale` < 1, come from the photo shrunk by a random factor in
     [min_scale, 1] (more content scales from few photos; real pairs keep their scale, which sets their blur).
-    train=False: whole images (or a centre crop of `crop` if given); synthetic pairs get a kernel fixed by the file
-    name, so validation and test sets never change between runs.
+    train=False: whole images (or a centre crop of `crop` if given); synthetic pairs get a degradation fixed by the
+    file name, so validation and test sets never change between runs; with `variants` > 1, each sharp photo comes
+    that many times, with as many fixed degradations (the first the same as with one): a set of a few photos then
+    measures more than a few blur draws.
     Decoded images are cached in memory as uint8 (the datasets here are small).
     """
 
     def __init__(self, pairs: list[Pair], train: bool, crop: int | None = None,
-                 blur_spec: BlurSpec | BlurMix | None = None, seed: int = 0, min_scale: float = 1.0):
+                 blur_spec: BlurSpec | BlurMix | None = None, seed: int = 0, min_scale: float = 1.0,
+                 variants: int = 1):
         if not pairs:
             raise ValueError("empty dataset")
         if train and not crop:
             raise ValueError("training needs a crop size")
         if not 0 < min_scale <= 1:
             raise ValueError(f"min_scale must be in (0, 1], got {min_scale}")
+        if variants < 1 or (train and variants != 1):
+            raise ValueError(f"variants must be 1 for training and at least 1 otherwise, got {variants}")
         self.pairs, self.train, self.crop, self.seed, self.min_scale = pairs, train, crop, seed, min_scale
+        self.items = [(pair, v) for pair in pairs for v in range(variants if pair.blur is None else 1)]
         self.blur_spec = blur_spec or BlurSpec()
         self._cache: dict[Path, np.ndarray] = {}
 
     def __len__(self) -> int:
-        return len(self.pairs)
+        return len(self.items)
 
     def read_uint8(self, path: Path) -> np.ndarray:
         if path not in self._cache:
@@ -230,7 +236,7 @@ class DeblurDataset(Dataset):
         return float(rng.uniform(low, 1)) if low < 1 else 1.0
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        pair = self.pairs[index]
+        pair, variant = self.items[index]
         rng = np.random.default_rng() if self.train else None
         # Images stay uint8 until cropped: a full-size float copy per training crop would be wasted work.
         sharp = self.read_uint8(pair.sharp)
@@ -242,7 +248,7 @@ class DeblurDataset(Dataset):
                 y, x, h, w = self._window(*sharp.shape[:2], self.crop, rng)
                 blur, sharp = blur[y:y + h, x:x + w], sharp[y:y + h, x:x + w]
         else:
-            blur_rng = rng or np.random.default_rng(stable_seed(pair.sharp.name, self.seed))
+            blur_rng = rng or np.random.default_rng(stable_seed(pair.sharp.name, self.seed + variant))
             if self.train:
                 degradation = self.blur_spec.sample(blur_rng)
             else:

@@ -67,7 +67,7 @@ def evaluate(model: torch.nn.Module, dataset: DeblurDataset, grid_rows: int = 0,
             torch.cuda.synchronize()
         seconds += time.perf_counter() - start
         per_image.append({
-            "image": dataset.pairs[i].sharp.name,
+            "image": dataset.items[i][0].sharp.name,
             "psnr_blurred": psnr(blur, sharp), "ssim_blurred": ssim(blur, sharp),
             "psnr": psnr(restored, sharp), "ssim": ssim(restored, sharp),
         })

@@ -264,13 +264,16 @@ def ellipse_alpha(ellipse: np.ndarray, height: int, width: int, device=None) -> 
     return (inside_px + 0.5).clamp(0, 1)[None]
 
 
-def object_layer(images: torch.Tensor, ellipses: list) -> tuple[torch.Tensor, torch.Tensor]:
-    """The moving objects of (N, C, H, W) images: each image turned 180 degrees (other content than what the object
-    covers) seen through its ellipse (None: no object), as premultiplied colour (N, C, H, W) and coverage (N, 1, H, W)."""
-    h, w = images.shape[-2:]
-    alpha = torch.stack([ellipse_alpha(e, h, w, images.device) if e is not None
-                         else torch.zeros(1, h, w, device=images.device) for e in ellipses])
-    return images.flip(-1, -2) * alpha, alpha
+def object_coverage(ellipses: list, height: int, width: int, device=None) -> torch.Tensor:
+    """(N, 1, H, W): how much of each pixel each image's moving object covers (an ellipse; None: no object)."""
+    return torch.stack([ellipse_alpha(e, height, width, device) if e is not None
+                        else torch.zeros(1, height, width, device=device) for e in ellipses])
+
+
+def object_colour(images: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
+    """The moving objects' premultiplied colour (N, C, H, W): each image turned 180 degrees (other content than what
+    the object covers) seen through its coverage."""
+    return images.flip(-1, -2) * coverage
 
 
 def shake(images: torch.Tensor, poses, origins, frame_sizes, movers=None) -> torch.Tensor:
@@ -291,7 +294,8 @@ def shake(images: torch.Tensor, poses, origins, frame_sizes, movers=None) -> tor
     owner = torch.repeat_interleave(torch.arange(n), torch.tensor(frames_of)).to(device)  # the image of each frame
     layer = None
     if any(m is not None for m in movers):  # premultiplied object colour and its coverage, offsets per frame
-        layer = torch.cat(object_layer(images, [m[0] if m is not None else None for m in movers]), dim=1)
+        coverage = object_coverage([m[0] if m is not None else None for m in movers], h, w, device)
+        layer = torch.cat([object_colour(images, coverage), coverage], dim=1)
         offsets = torch.from_numpy(np.concatenate([m[1] if m is not None else np.zeros((f, 2))
                                                    for m, f in zip(movers, frames_of)]).astype(np.float32)).to(device)
     # per frame: its pose, its image's half-diagonal, frame centre and origin
@@ -370,11 +374,9 @@ def degrade_batch(sharp: torch.Tensor, ds: list[Degradation], generator: torch.G
         target[boosted] = _from_linear(linear[boosted])
     moving = where(lambda d: d.kind == "shake" and d.mover is not None)
     if moving:  # the target shows the object where it rests, its edge mixed as the frames are (linear or sRGB)
-        ellipses = [ds[i].mover for i in moving]
-        colour, alpha = object_layer(linear[moving], ellipses)
-        mixed_in_linear = _from_linear(linear[moving] * (1 - alpha) + colour)
-        colour, alpha = object_layer(target[moving], ellipses)
-        mixed_in_srgb = target[moving] * (1 - alpha) + colour
+        alpha = object_coverage([ds[i].mover for i in moving], *sharp.shape[-2:], sharp.device)
+        mixed_in_linear = _from_linear(linear[moving] * (1 - alpha) + object_colour(linear[moving], alpha))
+        mixed_in_srgb = target[moving] * (1 - alpha) + object_colour(target[moving], alpha)
         target = target.clone() if target is sharp else target
         target[moving] = torch.where(per_image([ds[i].linear for i in moving]) > 0, mixed_in_linear, mixed_in_srgb)
     work = linear.clone()

@@ -87,10 +87,31 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def resolve_recipe(args: argparse.Namespace) -> Recipe:
+def resolve_recipe(args: argparse.Namespace, resumed: dict | None = None) -> Recipe:
+    """The --recipe with the flags given. Resuming, the run's own recipe (`resumed`: its train_config.json) with the
+    flags given again, so that resuming without repeating them changes neither the crop, blur nor schedule."""
+    base = RECIPES[args.recipe]
+    if resumed:
+        if resumed.get("name") != args.recipe:
+            raise SystemExit(f"error: cannot resume: the run in {args.out} used --recipe {resumed.get('name')}, "
+                             f"not {args.recipe}")
+        # fields a recipe gained after the run began keep their defaults
+        base = dataclasses.replace(base, **{f.name: resumed[f.name] for f in dataclasses.fields(Recipe)
+                                            if f.name in resumed and f.name != "name"})
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe)
                  if f.name != "name" and getattr(args, f.name, None) is not None}
-    return dataclasses.replace(RECIPES[args.recipe], **overrides)
+    return dataclasses.replace(base, **overrides)
+
+
+def resumed_facts(args: argparse.Namespace) -> dict | None:
+    """With --resume, the facts the run in --out saved (train_config.json), or None before its first epoch."""
+    path = Path(args.out) / "train_config.json"
+    if not args.resume or not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SystemExit(f"error: cannot resume: {path} is unreadable ({e})") from None
 
 
 def lr_factor(recipe: Recipe, step: int, steps_per_epoch: int, total_steps: int) -> float:
@@ -480,7 +501,8 @@ def save_run(out: Path, model, ema, optimizer, scheduler, progress: Progress, fa
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    recipe = resolve_recipe(args)
+    resumed = resumed_facts(args)
+    recipe = resolve_recipe(args, resumed)
     rank, local_rank, distributed = setup_distributed()
     device = training_device(args.device, local_rank)
     main_process = rank == 0
@@ -520,7 +542,7 @@ def main(argv=None) -> None:
         train_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[local_rank] if device.type == "cuda" else None)
     facts = {**dataclasses.asdict(recipe), "data": [str(d) for d in args.data],
-             "val_data": [str(d) for d in args.val_data], "init": args.init,
+             "val_data": [str(d) for d in args.val_data], "init": args.init or (resumed or {}).get("init"),
              "hardware": hardware(device), "amp_dtype": str(dtype).replace("torch.", "") if dtype else "none",
              "train_images": sum(len(s) for s in train_sets), "steps_per_epoch": steps_per_epoch,
              "total_steps": total_steps, "device_data": device_data}

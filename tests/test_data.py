@@ -141,15 +141,20 @@ def test_evaluation_pairs_always_differ_from_their_target(sharp_folder):
         unchanged_only[0]
 
 
-def test_training_photos_are_shrunk_at_random_but_never_below_the_crop(sharp_folder):
+def test_training_photos_are_resized_at_random_but_never_below_the_crop(sharp_folder):
     pairs = find_pairs(sharp_folder)
-    with pytest.raises(ValueError, match="min_scale"):
-        DeblurDataset(pairs, train=True, crop=32, min_scale=0)
-    dataset = DeblurDataset(pairs, train=True, crop=32, min_scale=0.1)
+    for low, high in ((0, 1), (1.2, 2), (0.5, 0.9)):
+        with pytest.raises(ValueError, match="min_scale"):
+            DeblurDataset(pairs, train=True, crop=32, min_scale=low, max_scale=high)
     rng = np.random.default_rng(0)
+    dataset = DeblurDataset(pairs, train=True, crop=32, min_scale=0.1)
     scales = [dataset.random_scale(80, 96, 32, rng) for _ in range(200)]
     assert min(scales) >= 33 / 80 and max(scales) <= 1 and np.ptp(scales) > 0.4
     assert DeblurDataset(pairs, train=True, crop=32).random_scale(80, 96, 32, rng) == 1.0
+    enlarged = DeblurDataset(pairs, train=True, crop=32, max_scale=4)
+    scales = np.array([enlarged.random_scale(80, 96, 32, rng) for _ in range(400)])
+    assert scales.min() >= 1 and scales.max() <= 4
+    assert abs(np.mean(scales < 2) - 0.5) < 0.1  # log-uniform: as many enlarged less than 2x as more
 
 
 def ramp_photos(folder):
@@ -169,13 +174,16 @@ def ramp_slope(crop) -> float:
 UNBLURRED = BlurSpec(sharp_probability=1.0, noise_probability=0, jpeg_probability=0, highlight_probability=0)
 
 
-def test_shrunk_training_crops_show_the_photo_at_other_scales(tmp_path):
+def test_resized_training_crops_show_the_photo_at_other_scales(tmp_path):
     pairs = find_pairs(ramp_photos(tmp_path / "ramps"))
     as_is = DeblurDataset(pairs, train=True, crop=32, blur_spec=UNBLURRED)
     assert {round(ramp_slope(as_is[i % 3][1]), 1) for i in range(12)} == {2.0}
     shrunk = DeblurDataset(pairs, train=True, crop=32, blur_spec=UNBLURRED, min_scale=0.4)
     slopes = [ramp_slope(shrunk[i % 3][1]) for i in range(30)]
     assert 1.9 < min(slopes) and max(slopes) < 2 / 0.4 + 0.2 and max(slopes) > 1.5 * min(slopes)
+    enlarged = DeblurDataset(pairs, train=True, crop=32, blur_spec=UNBLURRED, max_scale=3)
+    slopes = [ramp_slope(enlarged[i % 3][1]) for i in range(30)]
+    assert 2 / 3 - 0.1 < min(slopes) and max(slopes) < 2.1 and max(slopes) > 1.5 * min(slopes)
 
 
 def test_validation_variants_add_fixed_degradations_of_the_same_photos(sharp_folder, pairs_folder):

@@ -5,7 +5,7 @@ from conftest import photo
 
 from train.blur_stats import main as blur_stats
 from vitdeblur.synthesis import (BLURS, BlurMix, BlurSpec, Degradation, degrade, degrade_crop, line_kernel, shake,
-                                 shrunk_size)
+                                 scaled_size)
 
 
 def image_tensor(name="astronaut", size=(96, 96)) -> torch.Tensor:
@@ -50,7 +50,7 @@ def test_a_crop_of_a_shrunk_photo_is_that_crop_of_the_photo_shrunk_whole():
 
     image = torch.from_numpy(photo("astronaut", (240, 200))).permute(2, 0, 1)  # uint8
     d = Degradation(kind="motion", extent=5, kernel=line_kernel(5, 30))
-    small = F.interpolate(image[None].float() / 255, size=shrunk_size(image, 0.5), mode="bilinear",
+    small = F.interpolate(image[None].float() / 255, size=scaled_size(image, 0.5), mode="bilinear",
                           antialias=True, align_corners=False)[0]
     whole_blur, whole_sharp = degrade(small, d, torch.Generator())
     assert small.shape[1:] == (100, 120)
@@ -118,7 +118,17 @@ def test_validation_degradations_are_fixed_by_seed():
 def test_blur_stats_prints_a_histogram(sharp_folder, pairs_folder, capsys):
     blur_stats(["--sharp", str(sharp_folder), "--real", str(pairs_folder), "--samples", "12", "--crop", "32"])
     out = capsys.readouterr().out
-    assert "20-25 dB" in out and "median" in out and "synthetic" in out
+    assert "20-25 dB" in out and "median" in out and "synthetic" in out and "sharp fine detail" in out
+
+
+def test_enlarged_photos_hold_less_fine_detail_per_pixel():
+    from train.blur_stats import fine_detail
+
+    image = photo("astronaut", (128, 128)).astype(np.float32) / 255
+    enlarged = torch.nn.functional.interpolate(torch.from_numpy(image).permute(2, 0, 1)[None], scale_factor=2,
+                                               mode="bilinear")[0].permute(1, 2, 0).numpy()
+    assert fine_detail(enlarged) < 0.5 * fine_detail(image)
+    assert fine_detail(np.full((16, 16, 3), 0.5)) == 0
 
 
 def test_a_batch_is_degraded_as_each_image_alone():

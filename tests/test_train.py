@@ -159,10 +159,10 @@ def test_held_out_sets_validate_and_device_batches_train(sharp_folder, pairs_fol
 
 def test_the_recipes_blur_mix_reaches_both_training_paths(sharp_folder, tmp_path):
     args = parse_args(["--recipe", "adam", "--data", str(sharp_folder), "--out", str(tmp_path), "--blur", "kernels",
-                       "--min-scale", "0.5", *TINY_FLAGS])
+                       "--min-scale", "0.5", "--max-scale", "2", *TINY_FLAGS])
     recipe = resolve_recipe(args)
     sets = training_sets(args, recipe)
-    assert [(s.blur_spec, s.min_scale) for s in sets] == [(BLURS["kernels"], 0.5)]
+    assert [(s.blur_spec, s.min_scale, s.max_scale) for s in sets] == [(BLURS["kernels"], 0.5, 2.0)]
     batches = build_loader(args, recipe, sets, torch.device("cpu"), device_data=True, rank=0, distributed=False)
     assert batches.datasets_of == sets * len(batches.sharp_only) and batches.sharp_only
 
@@ -208,7 +208,7 @@ def test_the_gpu_calls_runs_are_valid_training_commands_on_one_budget(tmp_path):
     from train.gpu_train_all import EPOCHS, RUNS, train_command
 
     args = argparse.Namespace(data=["photos"], val_data=[], backbone=None, blur="moving", min_scale=0.5,
-                              batch_size=16, crop=256, minutes=6.0)
+                              max_scale=2.0, batch_size=16, crop=256, minutes=6.0)
     parsed = {}
     for run in RUNS:
         command = train_command(run, args, steps_per_epoch=40, device=torch.device("cuda"), runs_dir=tmp_path)
@@ -220,8 +220,8 @@ def test_the_gpu_calls_runs_are_valid_training_commands_on_one_budget(tmp_path):
     assert parsed["adam"].init == "checkpoints/adam" and parsed["adam-scratch"].init is None
     assert sorted(a.out for a in parsed.values()) == sorted(str(tmp_path / run.name) for run in RUNS)
     # the same steps, crops and blur for every run: an equal budget
-    assert {(r.samples_per_epoch, r.epochs, r.crop, r.batch_size, r.blur, r.min_scale) for r in recipes.values()} == {
-        (640, EPOCHS, 256, 16, "moving", 0.5)}
+    assert {(r.samples_per_epoch, r.epochs, r.crop, r.batch_size, r.blur, r.min_scale, r.max_scale)
+            for r in recipes.values()} == {(640, EPOCHS, 256, 16, "moving", 0.5, 2.0)}
 
 
 def test_photos_packed_for_a_gpu_trip_keep_names_format_and_split(tmp_path, capsys):

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from vitdeblur.data import DeblurDataset
-from vitdeblur.synthesis import degrade_batch, shrunk_region, shrunk_size
+from vitdeblur.synthesis import degrade_batch, scaled_region, scaled_size
 
 
 class DeviceBatches:
@@ -71,11 +71,11 @@ class DeviceBatches:
         for k, i in enumerate(items):
             image = self.sharp_only[i]
             scale = self.datasets_of[i].random_scale(*image.shape[1:], self.crop, self.rng)
-            frame = shrunk_size(image, scale)
+            frame = scaled_size(image, scale)
             size = (min(reach, frame[0]), min(reach, frame[1]))
             y, x = self._position(frame, self.crop)
             y0, x0 = self._region(frame, y, x, size)
-            regions.append(shrunk_region(image, scale, y0, x0, *size))
+            regions.append(scaled_region(image, scale, y0, x0, *size))
             corners.append((y0, x0))
             frames.append(frame)
             inner.append((y - y0, x - x0))

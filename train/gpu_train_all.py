@@ -95,6 +95,7 @@ def train_command(run: Run, args: argparse.Namespace, steps_per_epoch: int, devi
             *[flag for d in args.val_data for flag in ("--val-data", d)],
             "--device", str(device), "--device-data", "--blur", args.blur,
             *(["--min-scale", str(args.min_scale)] if args.min_scale is not None else []),
+            *(["--max-scale", str(args.max_scale)] if args.max_scale is not None else []),
             "--batch-size", str(args.batch_size), "--crop", str(args.crop), "--epochs", str(EPOCHS),
             "--samples-per-epoch", str(steps_per_epoch * args.batch_size),
             "--warmup-steps", str(min(200, steps_per_epoch)), "--max-minutes", str(1.15 * args.minutes)]
@@ -141,6 +142,7 @@ def main() -> None:
     parser.add_argument("--blur", default="moving", choices=sorted(BLURS),
                         help="the synthetic blur mix (default moving: it validated best on the CPU in round 6)")
     parser.add_argument("--min-scale", type=float, help="shrink the photos at random down to this (default: the recipe's)")
+    parser.add_argument("--max-scale", type=float, help="enlarge the photos at random up to this (default: the recipe's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--only", nargs="+", choices=[run.name for run in RUNS], help="a subset of the runs")
     parser.add_argument("--probe", choices=[run.name for run in RUNS], help=argparse.SUPPRESS)  # one probe process

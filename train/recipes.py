@@ -45,7 +45,9 @@ class Recipe:
     max_steps: int | None = None  # stop earlier than `epochs` after this many optimiser steps
     batch_size: int = 16
     crop: int = 128
-    min_scale: float = 1.0  # sharp photos shrunk by a random factor in [min_scale, 1] before cropping (1: never)
+    # sharp photos resized by a random factor, log-uniform in [min_scale, max_scale], before cropping (1, 1: never)
+    min_scale: float = 1.0
+    max_scale: float = 1.0
     samples_per_epoch: int | None = None  # crops per epoch; None = one crop per training image
     val_crop: int = 256  # validation runs on centre crops of this size each epoch (evaluate uses full images)
     val_variants: int = 4  # synthetic validation: fixed degradations per photo (one draw each was too noisy to choose by)

@@ -260,7 +260,7 @@ def training_sets(args: argparse.Namespace, recipe: Recipe) -> list:
     """The train split of every --data folder; sharp photos get the recipe's synthetic blur mix."""
     return [load_dataset(d, "train", train=True, layout=args.layout, crop=recipe.crop,
                          skip_bad_images=args.skip_bad_images, blur_spec=BLURS[recipe.blur],
-                         min_scale=recipe.min_scale) for d in args.data]
+                         min_scale=recipe.min_scale, max_scale=recipe.max_scale) for d in args.data]
 
 
 def validation_sets(args: argparse.Namespace, recipe: Recipe) -> tuple[list, list[str]]:

@@ -11,6 +11,7 @@ Layouts (``auto`` detects which):
 
 from __future__ import annotations
 
+import math
 import sys
 import zlib
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from torch.utils.data import Dataset
 
 from vitdeblur.examples import list_examples
 from vitdeblur.images import ImageError, check_image, load_image, to_uint8
-from vitdeblur.synthesis import GAMMA, BlurMix, BlurSpec, Degradation, degrade_crop, shrunk_size
+from vitdeblur.synthesis import GAMMA, BlurMix, BlurSpec, Degradation, degrade_crop, scaled_size
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}  # a GIF gives its first frame
 LAYOUTS = ("auto", "kaggle", "gopro", "pairs", "sharp", "examples")
@@ -188,8 +189,10 @@ class DeblurDataset(Dataset):
     """(blurred, sharp) float tensors in [0, 1].
 
     train=True: random crops of `crop` pixels, flipped and transposed at random; synthetic pairs get a fresh random
-    degradation every time and, with `min_scale` < 1, come from the photo shrunk by a random factor in
-    [min_scale, 1] (more content scales from few photos; real pairs keep their scale, which sets their blur).
+    degradation every time and come from the photo resized by a random factor, log-uniform in [min_scale, max_scale]
+    (1, 1: never): more content scales from few photos; enlarged, a photo is as soft per pixel as video frames and
+    phone photos are (GoPro's frames have a third of these photos' fine detail). Real pairs keep their scale, which
+    sets their blur.
     train=False: whole images (or a centre crop of `crop` if given); synthetic pairs get a degradation fixed by the
     file name, so validation and test sets never change between runs; with `variants` > 1, each sharp photo comes
     that many times, with as many fixed degradations (the first the same as with one): a set of a few photos then
@@ -199,16 +202,17 @@ class DeblurDataset(Dataset):
 
     def __init__(self, pairs: list[Pair], train: bool, crop: int | None = None,
                  blur_spec: BlurSpec | BlurMix | None = None, seed: int = 0, min_scale: float = 1.0,
-                 variants: int = 1):
+                 max_scale: float = 1.0, variants: int = 1):
         if not pairs:
             raise ValueError("empty dataset")
         if train and not crop:
             raise ValueError("training needs a crop size")
-        if not 0 < min_scale <= 1:
-            raise ValueError(f"min_scale must be in (0, 1], got {min_scale}")
+        if not 0 < min_scale <= 1 <= max_scale:
+            raise ValueError(f"need 0 < min_scale <= 1 <= max_scale, got min_scale {min_scale}, max_scale {max_scale}")
         if variants < 1 or (train and variants != 1):
             raise ValueError(f"variants must be 1 for training and at least 1 otherwise, got {variants}")
-        self.pairs, self.train, self.crop, self.seed, self.min_scale = pairs, train, crop, seed, min_scale
+        self.pairs, self.train, self.crop, self.seed = pairs, train, crop, seed
+        self.min_scale, self.max_scale = min_scale, max_scale
         self.items = [(pair, v) for pair in pairs for v in range(variants if pair.blur is None else 1)]
         self.blur_spec = blur_spec or BlurSpec()
         self._cache: dict[Path, np.ndarray] = {}
@@ -231,9 +235,10 @@ class DeblurDataset(Dataset):
         return int(rng.integers(0, height - size_h + 1)), int(rng.integers(0, width - size_w + 1)), size_h, size_w
 
     def random_scale(self, height: int, width: int, crop: int, rng: np.random.Generator) -> float:
-        """A shrink factor in [min_scale, 1], never so small that the photo gets smaller than the crop."""
+        """A resize factor, log-uniform in [min_scale, max_scale] but never so small that the photo gets smaller than
+        the crop (a photo smaller than the crop is enlarged to fit only where max_scale allows)."""
         low = max(self.min_scale, (crop + 1) / min(height, width))
-        return float(rng.uniform(low, 1)) if low < 1 else 1.0
+        return float(np.exp(rng.uniform(math.log(low), math.log(self.max_scale)))) if low < self.max_scale else 1.0
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         pair, variant = self.items[index]
@@ -256,7 +261,7 @@ class DeblurDataset(Dataset):
             generator = torch.Generator().manual_seed(int(blur_rng.integers(2 ** 62)))
             image = torch.from_numpy(sharp).permute(2, 0, 1)  # uint8, no copy
             scale = self.random_scale(*sharp.shape[:2], self.crop, rng) if self.train else 1.0
-            height, width = shrunk_size(image, scale)
+            height, width = scaled_size(image, scale)
             y, x, h, w = self._window(height, width, self.crop, rng) if self.crop else (0, 0, height, width)
             blur, sharp_crop = degrade_crop(image, degradation, y, x, h, w, generator, scale)
             blur, sharp = blur.permute(1, 2, 0).numpy(), sharp_crop.permute(1, 2, 0).numpy()

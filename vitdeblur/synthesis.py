@@ -414,11 +414,11 @@ def degrade_batch(sharp: torch.Tensor, ds: list[Degradation], generator: torch.G
     return out, target
 
 
-def shrunk_region(image: torch.Tensor, scale: float, y0: int, x0: int, height: int, width: int) -> torch.Tensor:
+def scaled_region(image: torch.Tensor, scale: float, y0: int, x0: int, height: int, width: int) -> torch.Tensor:
     """Float (3, height, width) in [0, 1]: the region at (y0, x0) of a photo (3, H, W), uint8 or float, as it would
-    be after shrinking the whole photo by `scale` <= 1 (antialiased): the same content at the same scale, placed to
-    within about a pixel (exactly for a scale of 1/2). Only the source pixels under the region are resized, so a crop
-    of a shrunk 12 MP photo costs what the crop costs."""
+    be after resizing the whole photo by `scale` (bilinear, antialiased when shrinking): the same content at the
+    same scale, placed to within about a pixel (exactly for a scale of 1/2). Only the source pixels under the region
+    are resized, so a crop of a resized 12 MP photo costs what the crop costs."""
     if scale == 1:
         region = image[:, y0:y0 + height, x0:x0 + width]
     else:
@@ -431,21 +431,21 @@ def shrunk_region(image: torch.Tensor, scale: float, y0: int, x0: int, height: i
     return region / 255 if image.dtype == torch.uint8 else region.float()
 
 
-def shrunk_size(image: torch.Tensor, scale: float) -> tuple[int, int]:
-    """(height, width) of a photo (3, H, W) shrunk by `scale`."""
+def scaled_size(image: torch.Tensor, scale: float) -> tuple[int, int]:
+    """(height, width) of a photo (3, H, W) resized by `scale`."""
     return int(image.shape[-2] * scale), int(image.shape[-1] * scale)
 
 
 def degrade_crop(image: torch.Tensor, d: Degradation, y: int, x: int, size_h: int, size_w: int,
                  generator: torch.Generator, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(blurred, sharp) float crops at (y, x) of a sharp image (3, H, W), uint8 or float in [0, 1], blurred with
-    real neighbours as context. Only the region around the crop is converted to float. With `scale` < 1 the photo is
-    shrunk by that factor first ((y, x) are then positions in the shrunk photo): its content at another scale."""
+    real neighbours as context. Only the region around the crop is converted to float. With `scale` != 1 the photo is
+    resized by that factor first ((y, x) are then positions in the resized photo): its content at another scale."""
     m = d.margin
-    height, width = shrunk_size(image, scale)
+    height, width = scaled_size(image, scale)
     y0, x0 = max(0, y - m), max(0, x - m)
     y1, x1 = min(height, y + size_h + m), min(width, x + size_w + m)
-    region = shrunk_region(image, scale, y0, x0, y1 - y0, x1 - x0)
+    region = scaled_region(image, scale, y0, x0, y1 - y0, x1 - x0)
     blurred, target = degrade(region, d, generator, (y0, x0), (height, width))
     inner = (slice(None), slice(y - y0, y - y0 + size_h), slice(x - x0, x - x0 + size_w))
     return blurred[inner], target[inner]

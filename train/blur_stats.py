@@ -2,8 +2,8 @@
 
 Prints the histogram of blurred-vs-sharp PSNR for synthetic pairs (a training blur mix, `BLURS`) next to
 real blurred/sharp pairs, e.g. frame-averaged GoPro frames, so the synthesis can be calibrated against real blur;
-and how much fine detail the sharp images hold per pixel (mean |Laplacian|): GoPro frames hold a third of what
-downscaled photos do, which `--max-scale` (photos enlarged at random) brings closer.
+and how much fine detail the sharp images hold per pixel (mean |Laplacian|): GoPro frames hold less than half of
+what crops of downscaled photos do, which `--max-scale` (photos enlarged at random, as training does) brings closer.
 """
 
 from __future__ import annotations

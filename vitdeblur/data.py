@@ -190,9 +190,9 @@ class DeblurDataset(Dataset):
 
     train=True: random crops of `crop` pixels, flipped and transposed at random; synthetic pairs get a fresh random
     degradation every time and come from the photo resized by a random factor, log-uniform in [min_scale, max_scale]
-    (1, 1: never): more content scales from few photos; enlarged, a photo is as soft per pixel as video frames and
-    phone photos are (GoPro's frames have a third of these photos' fine detail). Real pairs keep their scale, which
-    sets their blur.
+    (1, 1: never): more content scales from few photos; enlarged, a photo is as soft per pixel as video frames are
+    (GOPR0477's sharp frames hold less than half the fine detail of crops of the project's photos). Real pairs keep
+    their scale, which sets their blur.
     train=False: whole images (or a centre crop of `crop` if given); synthetic pairs get a degradation fixed by the
     file name, so validation and test sets never change between runs; with `variants` > 1, each sharp photo comes
     that many times, with as many fixed degradations (the first the same as with one): a set of a few photos then

@@ -101,6 +101,12 @@ def test_nan_loss_stops_with_a_clear_message(pairs_folder, tmp_path):
               *TINY_FLAGS, "--epochs", "3", "--lr", "1e30", "--amp", "none"])
 
 
+def test_a_scale_range_without_1_is_a_clear_error(sharp_folder, tmp_path):
+    with pytest.raises(SystemExit, match="^error: need 0 < min_scale <= 1 <= max_scale.*max_scale 0.5"):
+        main(["--recipe", "adam", "--data", str(sharp_folder), "--out", str(tmp_path / "run"), "--device", "cpu",
+              *TINY_FLAGS, "--max-scale", "0.5"])
+
+
 def test_resume_without_state_is_an_error(pairs_folder, tmp_path):
     with pytest.raises(SystemExit, match="does not exist"):
         run(pairs_folder, tmp_path / "fresh", "--resume")

@@ -515,6 +515,8 @@ def main(argv=None) -> None:
         val_sets, val_names = validation_sets(args, recipe)
     except BadImagesError as e:
         raise SystemExit(f"error: {e}; fix or remove them, or add --skip-bad-images to train without them") from None
+    except ValueError as e:  # settings the datasets refuse, e.g. --max-scale below 1
+        raise SystemExit(f"error: {e}") from None
     fields = log_fields(val_names)
     device_data = args.device_data if args.device_data is not None else device.type == "cuda"
     loader = build_loader(args, recipe, train_sets, device, device_data, rank, distributed)

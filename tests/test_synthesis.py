@@ -4,8 +4,8 @@ import torch
 from conftest import photo
 
 from train.blur_stats import main as blur_stats
-from vitdeblur.synthesis import (BLURS, BlurMix, BlurSpec, Degradation, degrade, degrade_crop, line_kernel, shake,
-                                 scaled_size)
+from vitdeblur.synthesis import (BLURS, BlurMix, BlurSpec, Degradation, degrade, degrade_crop, line_kernel,
+                                 scaled_size, shake)
 
 
 def image_tensor(name="astronaut", size=(96, 96)) -> torch.Tensor:

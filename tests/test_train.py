@@ -1,6 +1,7 @@
 import argparse
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -225,9 +226,15 @@ def test_the_gpu_calls_runs_are_valid_training_commands_on_one_budget(tmp_path):
     assert recipes["adam-scratch"].decoder == RECIPES["adam"].decoder and recipes["sgd"].loss == RECIPES["sgd"].loss
     assert parsed["adam"].init == "checkpoints/adam" and parsed["adam-scratch"].init is None
     assert sorted(a.out for a in parsed.values()) == sorted(str(tmp_path / run.name) for run in RUNS)
-    # the same steps, crops and blur for every run: an equal budget
-    assert {(r.samples_per_epoch, r.epochs, r.crop, r.batch_size, r.blur, r.min_scale, r.max_scale)
-            for r in recipes.values()} == {(640, EPOCHS, 256, 16, "moving", 0.5, 2.0)}
+    # the same steps, crops and blur for every run from scratch: an equal budget
+    assert {(r.samples_per_epoch, r.epochs, r.crop, r.batch_size, r.min_scale, r.max_scale)
+            for r in recipes.values()} == {(640, EPOCHS, 256, 16, 0.5, 2.0)}
+    assert {name: r.blur for name, r in recipes.items() if parsed[name].init is None} == dict.fromkeys(
+        ["adam-scratch", "sgd-scratch", "paper-ref-adam", "paper-ref-sgd"], "moving")
+    # continued runs keep the mix their checkpoint was trained on (switching costs them their first epochs)
+    for name in ("adam", "sgd"):
+        trained_on = json.loads((Path("checkpoints") / name / "train_config.json").read_text())["blur"]
+        assert recipes[name].blur == trained_on
 
 
 def test_photos_packed_for_a_gpu_trip_keep_names_format_and_split(tmp_path, capsys):

@@ -94,8 +94,8 @@ def trained_blur(checkpoint: str) -> str | None:
 
 def train_command(run: Run, args: argparse.Namespace, steps_per_epoch: int, device: torch.device,
                   runs_dir: Path) -> list[str]:
-    # A continued run keeps the blur mix its checkpoint was trained on: switching mixes cost every CPU continuation
-    # of round 7 0.07-0.16 dB of GOPR0477 validation in its first epoch, never won back. --blur is for the new runs.
+    # A continued run keeps the blur mix its checkpoint was trained on: the CPU continuations of round 7 that switched
+    # mixes lost 0.07-0.16 dB of GOPR0477 validation in their first epochs, never won back. --blur is for new runs.
     blur = (trained_blur(run.init) if run.init else None) or args.blur
     return [sys.executable, "-m", "train", "--recipe", run.recipe, "--out", str(runs_dir / run.name),
             *(["--decoder", run.decoder] if run.decoder else []), *(["--init", run.init] if run.init else []),

@@ -76,14 +76,19 @@ def test_training_run_writes_its_outputs_and_resumes(pairs_folder, tmp_path):
     assert best_step == 2 * max(range(3), key=lambda i: float(rows[i]["val_psnr"])) + 2  # as of the best epoch
 
 
-def test_resume_keeps_the_runs_own_recipe(pairs_folder, tmp_path):
+def test_resume_keeps_the_runs_own_recipe(pairs_folder, tmp_path, monkeypatch):
     out = tmp_path / "run"
     run(pairs_folder, out, "--epochs", "1", "--crop", "40", "--lr", "3e-4")
+    config = json.loads((out / "train_config.json").read_text())
+    (out / "train_config.json").write_text(json.dumps({**config, "pretrained": True}))  # as if it began pretrained
+    built = []
+    monkeypatch.setattr("train.train.ViTDeblurConfig", lambda **kw: built.append(kw) or ViTDeblurConfig(**kw))
     # resumed with none of the first call's overrides but one: the rest come from the run, not the recipe defaults
     main(["--recipe", "adam", "--data", str(pairs_folder), "--out", str(out), "--device", "cpu", "--resume",
           "--epochs", "2"])
     config = json.loads((out / "train_config.json").read_text())
     assert (config["crop"], config["lr"], config["backbone"], config["epochs"]) == (40, 3e-4, TINY["backbone"], 2)
+    assert config["pretrained"] and built[0]["pretrained"] is False  # the saved state has the weights: no download
     assert [r["step"] for r in read_log(out)] == ["2", "4"]
     with pytest.raises(SystemExit, match="used --recipe adam, not sgd"):
         main(["--recipe", "sgd", "--data", str(pairs_folder), "--out", str(out), "--device", "cpu", "--resume"])

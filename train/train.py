@@ -526,7 +526,9 @@ def main(argv=None) -> None:
     total_steps = min(recipe.epochs * steps_per_epoch, recipe.max_steps or math.inf)
 
     # channels-last: faster convolutions on CPU (oneDNN) and on CUDA tensor cores
-    model = build_model(recipe, args.init).to(device, memory_format=torch.channels_last)
+    # resuming, train_state.pt holds the weights: nothing to download for a run that began from pretrained ones
+    built = dataclasses.replace(recipe, pretrained=False) if args.resume else recipe
+    model = build_model(built, args.init).to(device, memory_format=torch.channels_last)
     if args.init:  # the checkpoint decides the architecture; record it (a loaded config always says pretrained=False)
         recipe = dataclasses.replace(recipe, **{name: getattr(model.config, name) for name in MODEL_FIELDS
                                                 if name != "pretrained"})

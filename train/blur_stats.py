@@ -49,7 +49,7 @@ def main(argv=None) -> None:
     p.add_argument("--crop", type=int, default=256, help="synthetic pairs are random crops of this size")
     p.add_argument("--blur", default="realistic", choices=BLURS, help="the synthetic blur mix (a recipe's `blur`)")
     p.add_argument("--min-scale", type=float, default=1.0, help="photos resized at random as training does (a recipe's)")
-    p.add_argument("--max-scale", type=float, default=1.0)
+    p.add_argument("--max-scale", type=float, default=1.0, help="the largest enlargement (a recipe's max_scale)")
     args = p.parse_args(argv)
 
     synthetic = DeblurDataset(find_pairs(args.sharp, "sharp"), train=True, crop=args.crop, blur_spec=BLURS[args.blur],

@@ -89,7 +89,10 @@ def images_per_second(run: Run, args: argparse.Namespace, device: torch.device, 
 def trained_blur(checkpoint: str) -> str | None:
     """The blur mix a checkpoint folder was trained on (its train_config.json), if it says."""
     path = Path(checkpoint) / "train_config.json"
-    return json.loads(path.read_text()).get("blur") if path.exists() else None
+    blur = json.loads(path.read_text()).get("blur") if path.exists() else None
+    if blur is not None and blur not in BLURS:
+        raise SystemExit(f"error: {path} names the blur mix {blur!r}, which this version does not have")
+    return blur
 
 
 def train_command(run: Run, args: argparse.Namespace, steps_per_epoch: int, device: torch.device,

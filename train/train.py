@@ -92,15 +92,19 @@ def resolve_recipe(args: argparse.Namespace, resumed: dict | None = None) -> Rec
     flags given again, so that resuming without repeating them changes neither the crop, blur nor schedule."""
     base = RECIPES[args.recipe]
     if resumed:
-        if resumed.get("name") != args.recipe:
-            raise SystemExit(f"error: cannot resume: the run in {args.out} used --recipe {resumed.get('name')}, "
+        if resumed.get("name", args.recipe) != args.recipe:
+            raise SystemExit(f"error: cannot resume: the run in {args.out} used --recipe {resumed['name']}, "
                              f"not {args.recipe}")
         # fields a recipe gained after the run began keep their defaults
         base = dataclasses.replace(base, **{f.name: resumed[f.name] for f in dataclasses.fields(Recipe)
                                             if f.name in resumed and f.name != "name"})
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe)
                  if f.name != "name" and getattr(args, f.name, None) is not None}
-    return dataclasses.replace(base, **overrides)
+    recipe = dataclasses.replace(base, **overrides)
+    if not (0 < recipe.min_scale <= 1 <= recipe.max_scale < math.inf):
+        raise SystemExit(f"error: need 0 < --min-scale <= 1 <= --max-scale, got {recipe.min_scale} and "
+                         f"{recipe.max_scale}")
+    return recipe
 
 
 def resumed_facts(args: argparse.Namespace) -> dict | None:
@@ -109,9 +113,12 @@ def resumed_facts(args: argparse.Namespace) -> dict | None:
     if not args.resume or not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
+        facts = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise SystemExit(f"error: cannot resume: {path} is unreadable ({e})") from None
+    if not isinstance(facts, dict):
+        raise SystemExit(f"error: cannot resume: {path} does not hold a run's settings")
+    return facts
 
 
 def lr_factor(recipe: Recipe, step: int, steps_per_epoch: int, total_steps: int) -> float:
@@ -515,8 +522,6 @@ def main(argv=None) -> None:
         val_sets, val_names = validation_sets(args, recipe)
     except BadImagesError as e:
         raise SystemExit(f"error: {e}; fix or remove them, or add --skip-bad-images to train without them") from None
-    except ValueError as e:  # settings the datasets refuse, e.g. --max-scale below 1
-        raise SystemExit(f"error: {e}") from None
     fields = log_fields(val_names)
     device_data = args.device_data if args.device_data is not None else device.type == "cuda"
     loader = build_loader(args, recipe, train_sets, device, device_data, rank, distributed)

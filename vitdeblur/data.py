@@ -207,7 +207,7 @@ class DeblurDataset(Dataset):
             raise ValueError("empty dataset")
         if train and not crop:
             raise ValueError("training needs a crop size")
-        if not 0 < min_scale <= 1 <= max_scale:
+        if not 0 < min_scale <= 1 <= max_scale < math.inf:
             raise ValueError(f"need 0 < min_scale <= 1 <= max_scale, got min_scale {min_scale}, max_scale {max_scale}")
         if variants < 1 or (train and variants != 1):
             raise ValueError(f"variants must be 1 for training and at least 1 otherwise, got {variants}")
@@ -235,8 +235,8 @@ class DeblurDataset(Dataset):
         return int(rng.integers(0, height - size_h + 1)), int(rng.integers(0, width - size_w + 1)), size_h, size_w
 
     def random_scale(self, height: int, width: int, crop: int, rng: np.random.Generator) -> float:
-        """A resize factor, log-uniform in [min_scale, max_scale] but never so small that the photo gets smaller than
-        the crop (a photo smaller than the crop is enlarged to fit only where max_scale allows)."""
+        """A resize factor, log-uniform in [min_scale, max_scale] (before round 7 shrinking was uniform) but never so
+        small that the photo gets smaller than the crop."""
         low = max(self.min_scale, (crop + 1) / min(height, width))
         return float(np.exp(rng.uniform(math.log(low), math.log(self.max_scale)))) if low < self.max_scale else 1.0
 

@@ -108,7 +108,7 @@ def test_nan_loss_stops_with_a_clear_message(pairs_folder, tmp_path):
 
 
 def test_a_scale_range_without_1_is_a_clear_error(sharp_folder, tmp_path):
-    with pytest.raises(SystemExit, match="^error: need 0 < --min-scale <= 1 <= --max-scale, got 1.0 and 0.5"):
+    with pytest.raises(SystemExit, match="^error: need 0 < min_scale <= 1 <= max_scale, got 1.0 and 0.5"):
         main(["--recipe", "adam", "--data", str(sharp_folder), "--out", str(tmp_path / "run"), "--device", "cpu",
               *TINY_FLAGS, "--max-scale", "0.5"])
 

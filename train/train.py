@@ -90,21 +90,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 def resolve_recipe(args: argparse.Namespace, resumed: dict | None = None) -> Recipe:
     """The --recipe with the flags given. Resuming, the run's own recipe (`resumed`: its train_config.json) with the
     flags given again, so that resuming without repeating them changes neither the crop, blur nor schedule."""
-    base = RECIPES[args.recipe]
-    if resumed:
-        if resumed.get("name", args.recipe) != args.recipe:
-            raise SystemExit(f"error: cannot resume: the run in {args.out} used --recipe {resumed['name']}, "
-                             f"not {args.recipe}")
-        # fields a recipe gained after the run began keep their defaults
-        base = dataclasses.replace(base, **{f.name: resumed[f.name] for f in dataclasses.fields(Recipe)
-                                            if f.name in resumed and f.name != "name"})
+    if resumed and resumed.get("name", args.recipe) != args.recipe:
+        raise SystemExit(f"error: cannot resume: the run in {args.out} used --recipe {resumed['name']}, "
+                         f"not {args.recipe}")
+    # fields a recipe gained after the run began keep their defaults
+    saved = {f.name: resumed[f.name] for f in dataclasses.fields(Recipe) if f.name in resumed and f.name != "name"
+             } if resumed else {}
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe)
                  if f.name != "name" and getattr(args, f.name, None) is not None}
-    recipe = dataclasses.replace(base, **overrides)
-    if not (0 < recipe.min_scale <= 1 <= recipe.max_scale < math.inf):
-        raise SystemExit(f"error: need 0 < --min-scale <= 1 <= --max-scale, got {recipe.min_scale} and "
-                         f"{recipe.max_scale}")
-    return recipe
+    try:  # the recipe checks its own fields (__post_init__), given as flags or saved by the run being resumed
+        return dataclasses.replace(RECIPES[args.recipe], **{**saved, **overrides})
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 def resumed_facts(args: argparse.Namespace) -> dict | None:

@@ -220,7 +220,7 @@ def test_the_gpu_calls_runs_are_valid_training_commands_on_one_budget(tmp_path):
     from train.gpu_train_all import EPOCHS, RUNS, train_command
 
     args = argparse.Namespace(data=["photos"], val_data=[], backbone=None, blur="moving", min_scale=0.5,
-                              max_scale=2.0, batch_size=16, crop=256, minutes=6.0)
+                              max_scale=2.0, val_crop=384, batch_size=16, crop=256, minutes=6.0)
     parsed = {}
     for run in RUNS:
         command = train_command(run, args, steps_per_epoch=40, device=torch.device("cuda"), runs_dir=tmp_path)
@@ -232,14 +232,15 @@ def test_the_gpu_calls_runs_are_valid_training_commands_on_one_budget(tmp_path):
     assert parsed["adam"].init == "checkpoints/adam" and parsed["adam-scratch"].init is None
     assert sorted(a.out for a in parsed.values()) == sorted(str(tmp_path / run.name) for run in RUNS)
     # the same steps and crops for every run, the same blur for every run from scratch: an equal budget
-    assert {(r.samples_per_epoch, r.epochs, r.crop, r.batch_size, r.min_scale, r.max_scale)
-            for r in recipes.values()} == {(640, EPOCHS, 256, 16, 0.5, 2.0)}
+    assert {(r.samples_per_epoch, r.epochs, r.crop, r.batch_size, r.min_scale, r.max_scale, r.val_crop)
+            for r in recipes.values()} == {(640, EPOCHS, 256, 16, 0.5, 2.0, 384)}
     assert {name: r.blur for name, r in recipes.items() if parsed[name].init is None} == dict.fromkeys(
         ["adam-scratch", "sgd-scratch", "paper-ref-adam", "paper-ref-sgd"], "moving")
-    # continued runs keep the mix their checkpoint was trained on (switching costs them their first epochs)
+    # continued runs keep the mix and loss terms their checkpoint was trained on (switching costs them epochs)
     for name in ("adam", "sgd"):
-        trained_on = json.loads((Path("checkpoints") / name / "train_config.json").read_text())["blur"]
-        assert recipes[name].blur == trained_on
+        saved = json.loads((Path("checkpoints") / name / "train_config.json").read_text())
+        assert (recipes[name].blur, recipes[name].fft_loss_weight) == (saved["blur"], saved["fft_loss_weight"])
+    assert recipes["adam-scratch"].fft_loss_weight == RECIPES["adam"].fft_loss_weight
 
 
 def test_photos_packed_for_a_gpu_trip_keep_names_format_and_split(tmp_path, capsys):
@@ -263,6 +264,29 @@ def test_photos_packed_for_a_gpu_trip_keep_names_format_and_split(tmp_path, caps
         assert before == after
     with pytest.raises(SystemExit, match="overwrite"):
         pack([str(source), str(source)])
+
+
+def test_real_pairs_packed_for_a_gpu_trip_are_the_validation_crops_never_scaled(tmp_path, capsys):
+    from PIL import Image
+
+    from train.pack_data import main as pack
+    from vitdeblur.data import find_pairs, load_dataset
+
+    source = tmp_path / "gopro"
+    for scene, name in (("GOPR01", "astronaut"), ("GOPR02", "coffee")):
+        for kind in ("blur", "sharp"):
+            (source / scene / kind).mkdir(parents=True)
+            image = photo(name, (150, 100)) if kind == "sharp" else photo(name, (150, 100))[:, ::-1]
+            Image.fromarray(image.copy()).save(source / scene / kind / "000001.jpg", quality=95)
+    with pytest.raises(SystemExit, match="--crop"):
+        pack([str(source), str(tmp_path / "packed")])
+    pack([str(source), str(tmp_path / "packed"), "--crop", "64"])
+    assert "2 pairs cropped to 64 px" in capsys.readouterr().out
+    packed = find_pairs(tmp_path / "packed")
+    assert [(p.group, p.blur.name) for p in packed] == [(p.group, "000001.png") for p in find_pairs(source)]
+    original, copy = (load_dataset(folder, "all", train=False, crop=64) for folder in (source, tmp_path / "packed"))
+    for (blur_a, sharp_a), (blur_b, sharp_b) in zip(original, copy):
+        assert blur_b.shape == (3, 64, 64) and torch.equal(blur_a, blur_b) and torch.equal(sharp_a, sharp_b)
 
 
 def test_kernel_pairs_blur_only_held_out_photos_the_same_way_every_time(sharp_folder, tmp_path, capsys):

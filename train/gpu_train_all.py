@@ -15,14 +15,16 @@ each under 16 MiB. Back here:
         --docs docs/results --ship adam sgd
 
 On the project's device machine everything must travel with the working tree (64 MiB in all): scale the sharp
-photos into the git-ignored data/ (`python -m train.pack_data ../shared/data/sharp data/sharp`: 26 MiB for the 96),
-name it in the call's carry and pass --val-data only for real pairs that fit (GOPR0477's 31 MiB do not: its
-validation then happens back here, on each run's best/). That machine's timm and huggingface_hub differ from
-requirements.txt: carry their wheels (and httpx2's) in the git-ignored .whl/ too. The call used on 2026-11-27 (carry
-data and .whl, timeout 570 s):
+photos into the git-ignored data/ (`python -m train.pack_data ../shared/data/sharp data/sharp`: 18 MiB for the 96)
+and take the real pairs' validation crops (`python -m train.pack_data ../shared/data/gopro_GOPR0477 data/gopro384
+--crop 384`: 5.3 MiB; the whole frames do not fit), name data in the call's carry and validate with --val-crop 384,
+so that each run's best/ is chosen on real blur as on the CPU. That machine's timm and huggingface_hub differ from
+requirements.txt: carry their wheels (and httpx2's) in the git-ignored .whl/ too. The call of round 8 (carry data and
+.whl, timeout 590 s; 7.6 minutes of device time with the start):
 
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
-    PYTHONUNBUFFERED=1 python3 -m train.gpu_train_all --data data/sharp --out $OUT --minutes 6.5
+    PYTHONUNBUFFERED=1 python3 -m train.gpu_train_all --data data/sharp --val-data data/gopro384 --val-crop 384 \
+        --out $OUT --minutes 6
 
 Rehearse on the CPU first: --backbone test_vit --minutes 0.3 --device cpu --only adam-scratch.
 """
@@ -86,31 +88,36 @@ def images_per_second(run: Run, args: argparse.Namespace, device: torch.device, 
     return (steps - steps // 3) * recipe.batch_size / (time.perf_counter() - start)
 
 
-def trained_blur(checkpoint: str) -> str | None:
-    """The blur mix a checkpoint folder was trained on (its train_config.json), if it says."""
+# What a continued run keeps of its checkpoint's training: its blur mix and loss terms (round 7: the CPU continuations
+# that switched blur mixes lost 0.07-0.16 dB of GOPR0477 validation in their first epochs and never won it back).
+CONTINUED_FIELDS = ("blur", "fft_loss_weight", "edge_loss_weight")
+
+
+def trained_flags(checkpoint: str) -> list[str]:
+    """`python -m train` flags for the CONTINUED_FIELDS a checkpoint folder's train_config.json records."""
     path = Path(checkpoint) / "train_config.json"
-    blur = json.loads(path.read_text()).get("blur") if path.exists() else None
-    if blur is not None and blur not in BLURS:
-        raise SystemExit(f"error: {path} names the blur mix {blur!r}, which this version does not have")
-    return blur
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    if saved.get("blur") is not None and saved["blur"] not in BLURS:
+        raise SystemExit(f"error: {path} names the blur mix {saved['blur']!r}, which this version does not have")
+    return [flag for name in CONTINUED_FIELDS if saved.get(name) is not None
+            for flag in ("--" + name.replace("_", "-"), str(saved[name]))]
 
 
 def train_command(run: Run, args: argparse.Namespace, steps_per_epoch: int, device: torch.device,
                   runs_dir: Path) -> list[str]:
-    # A continued run keeps the blur mix its checkpoint was trained on: the CPU continuations of round 7 that switched
-    # mixes lost 0.07-0.16 dB of GOPR0477 validation in their first epochs, never won back. --blur is for new runs.
-    blur = (trained_blur(run.init) if run.init else None) or args.blur
+    kept = trained_flags(run.init) if run.init else []  # last: they replace --blur
     return [sys.executable, "-m", "train", "--recipe", run.recipe, "--out", str(runs_dir / run.name),
             *(["--decoder", run.decoder] if run.decoder else []), *(["--init", run.init] if run.init else []),
             *(["--lr", str(run.lr)] if run.lr else []), *(["--backbone", args.backbone] if args.backbone else []),
             *[flag for d in args.data for flag in ("--data", d)],
             *[flag for d in args.val_data for flag in ("--val-data", d)],
-            "--device", str(device), "--device-data", "--blur", blur,
+            "--device", str(device), "--device-data", "--blur", args.blur,
             *(["--min-scale", str(args.min_scale)] if args.min_scale is not None else []),
             *(["--max-scale", str(args.max_scale)] if args.max_scale is not None else []),
+            *(["--val-crop", str(args.val_crop)] if args.val_crop is not None else []),
             "--batch-size", str(args.batch_size), "--crop", str(args.crop), "--epochs", str(EPOCHS),
             "--samples-per-epoch", str(steps_per_epoch * args.batch_size),
-            "--warmup-steps", str(min(200, steps_per_epoch)), "--max-minutes", str(1.15 * args.minutes)]
+            "--warmup-steps", str(min(200, steps_per_epoch)), "--max-minutes", str(1.15 * args.minutes), *kept]
 
 
 def pack(run: Path, target: Path) -> None:
@@ -149,13 +156,15 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--minutes", type=float, default=6.0, help="training time, all runs at once")
     parser.add_argument("--backbone", help="replace the recipes' backbone in the runs from scratch (e.g. test_vit)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="crops per step (default 32: a step is launch-bound, 32 cost little more than 16)")
     parser.add_argument("--crop", type=int, default=256, help="the inference tile size: the ViT sees as much context")
     parser.add_argument("--blur", default="moving", choices=sorted(BLURS),
                         help="the synthetic blur mix of the runs from scratch (default moving: it validated best on the "
-                             "CPU in round 6); continued runs keep their checkpoint's")
+                             "CPU in round 6); continued runs keep their checkpoint's mix and loss terms")
     parser.add_argument("--min-scale", type=float, help="shrink the photos at random down to this (default: the recipe's)")
     parser.add_argument("--max-scale", type=float, help="enlarge the photos at random up to this (default: the recipe's)")
+    parser.add_argument("--val-crop", type=int, help="validation centre crops (default: the recipe's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--only", nargs="+", choices=[run.name for run in RUNS], help="a subset of the runs")
     parser.add_argument("--probe", choices=[run.name for run in RUNS], help=argparse.SUPPRESS)  # one probe process

@@ -60,6 +60,12 @@ def detect_layout(root: str | Path) -> str:
     raise ValueError(f"{root}: no known layout (kaggle, gopro, pairs, examples, or a folder of sharp images)")
 
 
+def centre_window(height: int, width: int, size: int) -> tuple[int, int, int, int]:
+    """(y, x, h, w) of the centre crop of `size` px (no larger than the image) that validation uses."""
+    size_h, size_w = min(size, height), min(size, width)
+    return (height - size_h) // 2, (width - size_w) // 2, size_h, size_w
+
+
 def _same_name_pairs(blur_dir: Path, sharp_dir: Path, group: str | None = None) -> list[Pair]:
     """Pairs of same-named files; each its own group unless `group` (e.g. a video scene) is given."""
     sharp = {p.name: p for p in list_images(sharp_dir)}
@@ -229,9 +235,9 @@ class DeblurDataset(Dataset):
         if rng is not None and min(height, width) < size:  # training crops must all be the same size to batch
             raise ValueError(f"a {width}x{height} training image is smaller than the {size} px crop; use a smaller "
                              "--crop or larger images")
-        size_h, size_w = min(size, height), min(size, width)
         if rng is None:
-            return (height - size_h) // 2, (width - size_w) // 2, size_h, size_w
+            return centre_window(height, width, size)
+        size_h, size_w = min(size, height), min(size, width)
         return int(rng.integers(0, height - size_h + 1)), int(rng.integers(0, width - size_w + 1)), size_h, size_w
 
     def random_scale(self, height: int, width: int, crop: int, rng: np.random.Generator) -> float:

@@ -247,6 +247,9 @@ CSS = """
   #input-image, #sharp-image { height: 240px !important; }
   #examples .gallery-item .container, #examples .gallery-item img, #sharp-examples .gallery-item .container,
   #sharp-examples .gallery-item img { width: 52px !important; height: 52px !important; }
+  /* tables scroll sideways rather than break numbers and words in the middle */
+  #report table, #training-note table { display: block; overflow-x: auto; }
+  #report th, #report td, #training-note th, #training-note td { white-space: nowrap; word-break: normal; }
 }
 """
 

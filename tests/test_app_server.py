@@ -311,5 +311,12 @@ def test_browser_phone_shows_the_first_result_within_two_screens(server, browser
     click_example(page)
     bottom = page.locator("#panel-adam img").evaluate("img => img.getBoundingClientRect().bottom + window.scrollY")
     assert bottom <= 2 * 844, f"the first result ends {bottom:.0f} px down the page"
+    # numbers and words in the metrics table stay whole (the table scrolls sideways instead)
+    broken = page.locator("#report td, #report th").evaluate_all(
+        "cells => cells.filter(c => c.innerText.trim() && c.getClientRects().length"
+        " && [...c.childNodes].some(n => { const r = document.createRange(); r.selectNodeContents(n);"
+        " const lines = new Set([...r.getClientRects()].map(b => Math.round(b.top))); return lines.size > 1; }))"
+        ".map(c => c.innerText)")
+    assert not broken, f"wrapped table cells on a phone: {broken}"
     page.screenshot(path=str(ARTIFACTS / "phone-example.png"), full_page=True)
     page.close()

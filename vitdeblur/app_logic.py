@@ -426,7 +426,7 @@ def checkpoint_facts(folder: str | Path) -> dict:
 
 
 TEST_SET_NAMES = {"gopro": "real blur (GoPro)", "synthetic": "synthetic blur",
-                  "examples": "the examples (uniform blur kernels)"}
+                  "examples": "the examples (uniform blur kernels)", "kernels": "random camera-shake kernels"}
 
 
 def training_note(facts: dict[str, dict]) -> str:
@@ -436,13 +436,15 @@ def training_note(facts: dict[str, dict]) -> str:
         config = fact.get("config") or {}
         if not config:
             continue
-        init = "ImageNet-pretrained" if config.get("pretrained") else "randomly initialised"
-        data = ", ".join(Path(d).name for d in config.get("data", [])) or "unknown data"
-        continued = f" more, continuing from `{config['init']}`," if config.get("init") else ""
-        lines.append(f"- {VARIANT_LABELS.get(variant, variant)}: a {init} `{config.get('backbone', '?')}` encoder "
-                     f"with a `{config.get('decoder', '?')}` decoder, {config.get('steps', '?')} steps{continued} of "
-                     f"batch {config.get('batch_size', '?')} on {config.get('crop', '?')} px crops of {data} "
-                     f"({config.get('train_images', '?')} training images), on {config.get('hardware', '?')}.")
+        start = "ImageNet-pretrained" if config.get("pretrained") else "trained from random init"
+        data = ", ".join(f"`{Path(d).name}`" for d in config.get("data", [])) or "unknown data"
+        # a checkpoint that continued another says so: its steps are those of its last run only
+        steps = (f"its last run {config.get('steps', '?')} steps, continuing {config['init']}" if config.get("init")
+                 else f"{config.get('steps', '?')} steps")
+        lines.append(f"- {VARIANT_LABELS.get(variant, variant)}: a `{config.get('backbone', '?')}` encoder ({start}) "
+                     f"with a `{config.get('decoder', '?')}` decoder; {steps}, of batch {config.get('batch_size', '?')} "
+                     f"on {config.get('crop', '?')} px crops of {config.get('train_images', '?')} training images "
+                     f"({data}), on {config.get('hardware', '?')}.")
     rows = []
     for variant, fact in facts.items():
         for test_set, m in fact.get("metrics", {}).items():

@@ -438,13 +438,13 @@ def training_note(facts: dict[str, dict]) -> str:
             continue
         start = "ImageNet-pretrained" if config.get("pretrained") else "trained from random init"
         data = ", ".join(f"`{Path(d).name}`" for d in config.get("data", [])) or "unknown data"
-        # a checkpoint that continued another says so: its steps are those of its last run only
-        steps = (f"its last run {config.get('steps', '?')} steps, continuing {config['init']}" if config.get("init")
-                 else f"{config.get('steps', '?')} steps")
+        training = (f"{config.get('steps', '?')} steps of batch {config.get('batch_size', '?')} on "
+                    f"{config.get('crop', '?')} px crops of {config.get('train_images', '?')} training images "
+                    f"({data}), on {config.get('hardware', '?')}")
+        if config.get("init"):  # a checkpoint that continued another: its steps are those of its last run only
+            training = f"its last run {training}, continuing {config['init']}"
         lines.append(f"- {VARIANT_LABELS.get(variant, variant)}: a `{config.get('backbone', '?')}` encoder ({start}) "
-                     f"with a `{config.get('decoder', '?')}` decoder; {steps}, of batch {config.get('batch_size', '?')} "
-                     f"on {config.get('crop', '?')} px crops of {config.get('train_images', '?')} training images "
-                     f"({data}), on {config.get('hardware', '?')}.")
+                     f"with a `{config.get('decoder', '?')}` decoder; {training}.")
     rows = []
     for variant, fact in facts.items():
         for test_set, m in fact.get("metrics", {}).items():

@@ -235,6 +235,7 @@ os.environ["GRADIO_EXAMPLES_CACHE"] = str(app_logic.examples_cache_folder(
 CSS = """
 #result-panels img, #input-image img, #sharp-image img { object-fit: contain; }
 .loupe-caption p, .hint p { font-size: 0.9em; opacity: 0.8; }
+#loupe .grid-wrap, #heatmaps .grid-wrap { height: auto !important; min-height: 0 !important; }  /* no empty frame */
 @media (max-width: 640px) {
   /* a phone: two result panels per row, shorter frames and smaller thumbnails, so that the input, the variant
      choice and the first result fit within two screens */
@@ -250,6 +251,9 @@ CSS = """
   /* tables scroll sideways rather than break numbers and words in the middle */
   #report table, #training-note table { display: block; overflow-x: auto; }
   #report th, #report td, #training-note th, #training-note td { white-space: nowrap; word-break: normal; }
+  /* the loupe's four crops as a 2x2 grid that fits the screen */
+  #loupe .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
+  #loupe .gallery-item, #loupe .thumbnail-item { width: 100% !important; height: auto !important; aspect-ratio: 1; }
 }
 """
 

@@ -318,5 +318,11 @@ def test_browser_phone_shows_the_first_result_within_two_screens(server, browser
         " const lines = new Set([...r.getClientRects()].map(b => Math.round(b.top))); return lines.size > 1; }))"
         ".map(c => c.innerText)")
     assert not broken, f"wrapped table cells on a phone: {broken}"
+    # all four loupe crops fit the screen's width, and their frame is no taller than they are
+    rights = page.locator("#loupe img").evaluate_all("imgs => imgs.map(i => i.getBoundingClientRect().right)")
+    assert len(rights) == 4 and max(rights) <= 390, rights
+    frame, crops = (page.locator(f"#loupe {part}").evaluate("e => e.getBoundingClientRect().height")
+                    for part in (".grid-wrap", ".grid-container"))
+    assert frame <= crops + 40, f"a {frame:.0f} px frame around {crops:.0f} px of crops"
     page.screenshot(path=str(ARTIFACTS / "phone-example.png"), full_page=True)
     page.close()

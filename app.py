@@ -264,7 +264,7 @@ variant_panels = [_panel(app_logic.VARIANT_LABELS[v], f"panel-{v}") for v in app
 truth_panel = _panel("Ground truth", "panel-truth", visible=False)
 sliders = [gr.ImageSlider(label=f"Blurred (left) | {app_logic.VARIANT_LABELS[v]} (right)", elem_id=f"slider-{v}",
                           format="png", type="filepath", max_height=600, render=False) for v in app_logic.VARIANTS]
-report = gr.Markdown(elem_id="report", render=False)
+report = gr.Markdown(label="Metrics and timings (Markdown)", show_label=False, elem_id="report", render=False)
 downloads = gr.File(label="Download the deblurred PNGs (at the processed size, lossless)", file_count="multiple",
                     interactive=False, elem_id="downloads", render=False)
 details = gr.JSON(label="Details", elem_id="details", render=False)

@@ -102,6 +102,7 @@ def test_api_signature_is_image_and_variant(client):
     names = [p["parameter_name"] for p in info["parameters"]]
     assert names[:2] == ["image", "variant"]
     assert all(p["parameter_has_default"] for p in info["parameters"][1:])
+    assert all(not r["label"].startswith("value_") for r in info["returns"]), info["returns"]  # every output named
 
 
 def test_example_with_ground_truth_gives_panels_and_metrics(client):

@@ -254,6 +254,9 @@ CSS = """
   /* the loupe's four crops as a 2x2 grid that fits the screen */
   #loupe .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
   #loupe .gallery-item, #loupe .thumbnail-item { width: 100% !important; height: auto !important; aspect-ratio: 1; }
+  /* download names wrap rather than end in "...", which hid which variant each file is */
+  #downloads .filename, #downloads .filename .stem { white-space: normal !important; overflow-wrap: anywhere;
+    text-overflow: clip !important; overflow: visible !important; }
 }
 """
 

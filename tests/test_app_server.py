@@ -325,5 +325,7 @@ def test_browser_phone_shows_the_first_result_within_two_screens(server, browser
     frame, crops = (page.locator(f"#loupe {part}").evaluate("e => e.getBoundingClientRect().height")
                     for part in (".grid-wrap", ".grid-container"))
     assert frame <= crops + 40, f"a {frame:.0f} px frame around {crops:.0f} px of crops"
+    cut = page.locator("#downloads .stem").evaluate_all("s => s.filter(e => e.scrollWidth > e.clientWidth).length")
+    assert cut == 0, "download names cut short"
     page.screenshot(path=str(ARTIFACTS / "phone-example.png"), full_page=True)
     page.close()

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from conftest import TINY, photo
 
 from train.recipes import RECIPES, Recipe
-from train.train import (LARS, TrainingDiverged, build_loader, compute_loss, lr_factor, main, make_optimizer,
-                         parse_args, resolve_recipe, train_step, training_sets)
+from train.train import (LARS, TrainingDiverged, WeightEMA, build_loader, compute_loss, lr_factor, main,
+                         make_optimizer, parse_args, resolve_recipe, train_step, training_sets)
 from vitdeblur import ViTDeblur, ViTDeblurConfig, load_model
 from vitdeblur.synthesis import BLURS
 
@@ -99,6 +99,28 @@ def test_init_starts_from_a_checkpoint(pairs_folder, tmp_path, tiny_checkpoint):
     run(pairs_folder, out, "--epochs", "1", "--init", str(tiny_checkpoint), "--lr", "1e-12")
     before, after = load_model(tiny_checkpoint), load_model(out / "last")
     assert torch.allclose(before.decoder.head.weight, after.decoder.head.weight, atol=1e-6)
+
+
+def test_the_weight_average_warms_up_from_scratch_and_starts_at_continued_weights(pairs_folder, tmp_path,
+                                                                                   tiny_checkpoint):
+    model = torch.nn.Linear(2, 2)
+    start = model.weight.detach().clone()
+    fresh, continued = WeightEMA(model, 0.999), WeightEMA(model, 0.999, warmup=False)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    fresh.update(model)
+    continued.update(model)
+    assert torch.allclose(fresh.module.weight, start + 9 / 11)  # decay (1 + 1) / (10 + 1) at the first update
+    assert torch.allclose(continued.module.weight, start + 0.001)
+    # a run from --init saves an average that has barely left the checkpoint after two steps
+    out = tmp_path / "run"
+    run(pairs_folder, out, "--epochs", "1", "--init", str(tiny_checkpoint), "--lr", "1e-3", "--ema-decay", "0.999")
+    state = torch.load(out / "train_state.pt", weights_only=True)
+    name = next(k for k in state["model"] if k.endswith("head.weight"))
+    init = load_model(tiny_checkpoint).state_dict()[name]
+    moved_raw, moved_average = ((state[part]["module"] if part == "ema" else state[part])[name].float() - init
+                                for part in ("model", "ema"))
+    assert moved_average.norm() < 0.01 * moved_raw.norm()
 
 
 def test_nan_loss_stops_with_a_clear_message(pairs_folder, tmp_path):

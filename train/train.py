@@ -329,17 +329,18 @@ def atomic_torch_save(obj, path: Path) -> None:
 
 
 class WeightEMA:
-    """An exponential moving average of a model's weights. The decay warms up as min(decay, (1 + n) / (10 + n))
-    after n updates, so that in a short run the average is not dominated by the random initial weights."""
+    """An exponential moving average of a model's weights. With `warmup` the decay warms up as min(decay, (1 + n) /
+    (10 + n)) after n updates, so that in a short run the average is not dominated by the random initial weights.
+    Without it (a run that continues trained weights) the average starts at those weights at the full decay."""
 
-    def __init__(self, model: torch.nn.Module, decay: float):
+    def __init__(self, model: torch.nn.Module, decay: float, warmup: bool = True):
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
-        self.decay, self.updates = decay, 0
+        self.decay, self.warmup, self.updates = decay, warmup, 0
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
         self.updates += 1
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates)) if self.warmup else self.decay
         for average, current in zip(self.module.state_dict().values(), model.state_dict().values()):
             if average.dtype.is_floating_point:
                 average.lerp_(current, 1 - decay)
@@ -534,8 +535,11 @@ def main(argv=None) -> None:
     if args.init:  # the checkpoint decides the architecture; record it (a loaded config always says pretrained=False)
         recipe = dataclasses.replace(recipe, **{name: getattr(model.config, name) for name in MODEL_FIELDS
                                                 if name != "pretrained"})
-    # The EMA of the weights is what gets validated and saved: it averages out the last steps' noise.
-    ema = WeightEMA(model, recipe.ema_decay) if recipe.ema_decay else None
+    # The EMA of the weights is what gets validated and saved: it averages out the last steps' noise. Continuing
+    # trained weights, it starts from them at the full decay: warmed up, it reached 0.999 only after ~9000 steps and
+    # followed the first noisy steps of every continuation of rounds 5-8 down (their first-epoch dips).
+    continued = bool(args.init or (resumed or {}).get("init"))
+    ema = WeightEMA(model, recipe.ema_decay, warmup=not continued) if recipe.ema_decay else None
     optimizer = make_optimizer(recipe, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(recipe, step, steps_per_epoch, total_steps))

@@ -1,5 +1,7 @@
 import json
 
+from PIL import Image
+
 from conftest import tiny_model
 
 from train.ship import main as ship
@@ -23,4 +25,4 @@ def test_results_table_has_gains_compute_and_held_out_sets(sharp_folder, pairs_f
     assert metrics["split"] == "all" and metrics["n"] == 10
     rows = [line for line in table.splitlines() if line.startswith(("| one", "| two"))]
     assert len(rows) == 2 and all("(+" in row or "(-" in row for row in rows)
-    assert (tmp_path / "docs" / "grid.png").exists() and (tmp_path / "docs" / "crops.png").exists()
+    assert Image.open(tmp_path / "docs" / "grid.jpg").format == "JPEG" and (tmp_path / "docs" / "crops.png").exists()

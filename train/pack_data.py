@@ -65,7 +65,7 @@ def main(argv=None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path, help="a folder of sharp photos, or of real pairs (with --crop)")
     parser.add_argument("target", type=Path, help="where the copies go (e.g. data/sharp, git-ignored)")
-    # 18 MiB for the 96 photos: with the repository (35 MiB), the wheels and GOPR0477's 384 px crops it fits 64 MiB
+    # 18 MiB for the 96 photos: with the repository (30 MiB), the wheels and GOPR0477's 384 px crops it fits 64 MiB
     parser.add_argument("--max-side", type=int, default=960, help="longest side in pixels (default 960)")
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality of the copies (default 90)")
     parser.add_argument("--crop", type=int, help="real pairs: keep each pair's centre crop of this size (the "

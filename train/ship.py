@@ -8,7 +8,7 @@ For every run (its best/ checkpoint) and test set (--test: the test part of the 
 folder, for data that no run trained on) it runs the same full-resolution evaluation as `python -m vitdeblur
 evaluate`, writes RUN/metrics-TEST.json, counts GFLOP per 1280x720 as tiled and times one 1280x720 image on the CPU
 (as `python -m vitdeblur bench` does, precision auto).
---docs gets results.md (the table), grid.png (blurred | each run | sharp, on the app's examples), crops.png (the same
+--docs gets results.md (the table), grid.jpg (blurred | each run | sharp, on the app's examples), crops.png (the same
 as 2x crops where the runs changed each example most) and loss_curve_RUN.png. --ship NAME...
 writes those runs to checkpoints/NAME in fp16 with their model card, metrics and loss curve.
 """
@@ -53,7 +53,7 @@ def main(argv=None) -> None:
     parser.add_argument("--test", action="append", default=[], help="NAME=DATA_FOLDER (its test split is used)")
     parser.add_argument("--heldout", action="append", default=[],
                         help="NAME=DATA_FOLDER used whole: data that no run trained on (e.g. real pairs of a scene)")
-    parser.add_argument("--docs", required=True, help="folder for results.md, grid.png and the loss curves")
+    parser.add_argument("--docs", required=True, help="folder for results.md, grid.jpg and the loss curves")
     parser.add_argument("--ship", nargs="*", default=[], help="run names to write to checkpoints/NAME")
     parser.add_argument("--grid-examples", default=str(EXAMPLES_DIR), help="folder of examples for the grid")
     parser.add_argument("--grid-rows", type=int, default=4)
@@ -92,7 +92,7 @@ def main(argv=None) -> None:
         crops = loupe_crops([("", Image.fromarray(to_uint8(rgb))) for rgb in row], box, zoom=2)
         crop_rows.append([np.asarray(crop, np.float32) / 255 for crop, _ in crops])
     labels = ["blurred", *runs, "sharp"]
-    save_grid(grid_rows, docs / "grid.png", height=200, labels=labels)
+    save_grid(grid_rows, docs / "grid.jpg", height=200, labels=labels)
     save_grid(crop_rows, docs / "crops.png", height=2 * CROP_SIDE, labels=labels)
 
     first_run = next(iter(runs))

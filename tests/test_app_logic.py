@@ -291,7 +291,7 @@ def test_training_note_reads_the_numbers_from_the_checkpoint_files(tmp_path):
     assert "12345 steps of batch" in note and "ImageNet-pretrained" in note
     (folder / "train_config.json").write_text('{"steps": 600, "init": "checkpoints/adam"}')
     note = app_logic.training_note({"adam": app_logic.checkpoint_facts(folder)})
-    assert "its last run 600 steps of batch" in note and "continuing checkpoints/adam." in note
+    assert "its last run 600 steps of batch" in note and "continuing the previous adam." in note
     assert "random init" in note
     assert "| Adam + L1 (adam) | real blur (GoPro) (3 images) | 25.00 → 26.25 (+1.25) | 0.8000 → 0.8500 |" in note
     shipped = app_logic.training_note({v: app_logic.checkpoint_facts(REPO_ROOT / "checkpoints" / v)

@@ -313,6 +313,7 @@ def test_browser_phone_shows_the_first_result_within_two_screens(server, browser
     bottom = page.locator("#panel-adam img").evaluate("img => img.getBoundingClientRect().bottom + window.scrollY")
     assert bottom <= 2 * 844, f"the first result ends {bottom:.0f} px down the page"
     # numbers and words in the metrics table stay whole (the table scrolls sideways instead)
+    assert page.locator("#report td").count() > 0 and page.locator("#downloads .stem").count() == 2
     broken = page.locator("#report td, #report th").evaluate_all(
         "cells => cells.filter(c => c.innerText.trim() && c.getClientRects().length"
         " && [...c.childNodes].some(n => { const r = document.createRange(); r.selectNodeContents(n);"

@@ -114,13 +114,21 @@ def test_the_weight_average_warms_up_from_scratch_and_starts_at_continued_weight
     assert torch.allclose(continued.module.weight, start + 0.001)
     # a run from --init saves an average that has barely left the checkpoint after two steps
     out = tmp_path / "run"
+    init = load_model(tiny_checkpoint).state_dict()
+    name = next(k for k in init if k.endswith("head.weight"))
+
+    def distances_from_init() -> tuple[float, float]:  # of the raw weights and of their average
+        state = torch.load(out / "train_state.pt", weights_only=True)
+        return tuple((weights[name].float() - init[name]).norm()
+                     for weights in (state["model"], state["ema"]["module"]))
+
     run(pairs_folder, out, "--epochs", "1", "--init", str(tiny_checkpoint), "--lr", "1e-3", "--ema-decay", "0.999")
-    state = torch.load(out / "train_state.pt", weights_only=True)
-    name = next(k for k in state["model"] if k.endswith("head.weight"))
-    init = load_model(tiny_checkpoint).state_dict()[name]
-    moved_raw, moved_average = ((state[part]["module"] if part == "ema" else state[part])[name].float() - init
-                                for part in ("model", "ema"))
-    assert moved_average.norm() < 0.01 * moved_raw.norm()
+    raw, average = distances_from_init()
+    assert average < 0.01 * raw
+    # resumed (without --init), the run keeps its average's setting
+    run(pairs_folder, out, "--epochs", "2", "--lr", "1e-3", "--ema-decay", "0.999", "--resume")
+    raw, average = distances_from_init()
+    assert average < 0.01 * raw
 
 
 def test_nan_loss_stops_with_a_clear_message(pairs_folder, tmp_path):
@@ -261,7 +269,8 @@ def test_the_gpu_calls_runs_are_valid_training_commands_on_one_budget(tmp_path):
     # continued runs keep the mix and loss terms their checkpoint was trained on (switching costs them epochs)
     for name in ("adam", "sgd"):
         saved = json.loads((Path("checkpoints") / name / "train_config.json").read_text())
-        assert (recipes[name].blur, recipes[name].fft_loss_weight) == (saved["blur"], saved["fft_loss_weight"])
+        kept = ("blur", "fft_loss_weight", "edge_loss_weight")
+        assert [getattr(recipes[name], field) for field in kept] == [saved[field] for field in kept]
     assert recipes["adam-scratch"].fft_loss_weight == RECIPES["adam"].fft_loss_weight
 
 
@@ -309,6 +318,14 @@ def test_real_pairs_packed_for_a_gpu_trip_are_the_validation_crops_never_scaled(
     original, copy = (load_dataset(folder, "all", train=False, crop=64) for folder in (source, tmp_path / "packed"))
     for (blur_a, sharp_a), (blur_b, sharp_b) in zip(original, copy):
         assert blur_b.shape == (3, 64, 64) and torch.equal(blur_a, blur_b) and torch.equal(sharp_a, sharp_b)
+    with pytest.raises(SystemExit, match="inside"):
+        pack([str(source), str(source / "packed"), "--crop", "64"])
+    with pytest.raises(SystemExit, match="real pairs"):
+        pack([str(source / "GOPR01" / "sharp"), str(tmp_path / "photos"), "--crop", "64"])
+    (source / "GOPR01" / "blur" / "000001.png").write_bytes((source / "GOPR01" / "blur" / "000001.jpg").read_bytes())
+    (source / "GOPR01" / "sharp" / "000001.png").write_bytes((source / "GOPR01" / "sharp" / "000001.jpg").read_bytes())
+    with pytest.raises(SystemExit, match="would both be copied"):
+        pack([str(source), str(tmp_path / "packed2"), "--crop", "64"])
 
 
 def test_kernel_pairs_blur_only_held_out_photos_the_same_way_every_time(sharp_folder, tmp_path, capsys):

@@ -18,6 +18,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from vitdeblur.data import centre_window, detect_layout, find_pairs, list_images
+from vitdeblur.images import load_image, to_uint8
 
 
 def pack_photos(source: Path, target: Path, max_side: int, quality: int) -> tuple[int, int]:
@@ -42,21 +43,25 @@ def pack_photos(source: Path, target: Path, max_side: int, quality: int) -> tupl
 
 
 def pack_pairs(source: Path, target: Path, crop: int) -> tuple[int, int]:
-    """Write the centre `crop` of both images of every real pair in `source` to the same place under `target`, as
-    PNG; returns (pairs, bytes)."""
+    """Write the centre `crop` of every image of the real pairs in `source` to the same place under `target`, as PNG;
+    returns (pairs, bytes). The crop is taken from the pixels validation reads (images.load_image, as uint8)."""
+    source, target = source.resolve(), target.resolve()
+    if target == source or target.is_relative_to(source):
+        raise SystemExit("error: the copy would go inside the pairs it is made from; give a folder outside it")
     pairs = [pair for pair in find_pairs(source) if pair.blur is not None]
-    if target.resolve() == source.resolve():
-        raise SystemExit("error: the copy would overwrite the pairs it is made from; give another folder")
+    copies: dict[Path, Path] = {}  # each file once (a Kaggle sharp photo belongs to two pairs)
+    for path in sorted({path for pair in pairs for path in (pair.blur, pair.sharp)}):
+        copy = (target / path.relative_to(source)).with_suffix(".png")
+        if copy in copies:
+            raise SystemExit(f"error: {copies[copy]} and {path} would both be copied to {copy}")
+        copies[copy] = path
     total = 0
-    for pair in pairs:
-        for path in (pair.blur, pair.sharp):
-            copy = (target / path.relative_to(source)).with_suffix(".png")
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            with Image.open(path) as opened:
-                image = ImageOps.exif_transpose(opened).convert("RGB")  # as images.load_image reads it
-            y, x, h, w = centre_window(image.height, image.width, crop)
-            image.crop((x, y, x + w, y + h)).save(copy)
-            total += copy.stat().st_size
+    for copy, path in copies.items():
+        pixels = to_uint8(load_image(path).rgb)
+        y, x, h, w = centre_window(*pixels.shape[:2], crop)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels[y:y + h, x:x + w]).save(copy)
+        total += copy.stat().st_size
     return len(pairs), total
 
 
@@ -75,6 +80,9 @@ def main(argv=None) -> None:
         layout = detect_layout(args.source)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
+    if layout == "sharp" and args.crop:
+        raise SystemExit(f"error: {args.source} holds sharp photos: --crop is for real pairs (photos are scaled with "
+                         "--max-side)")
     if layout == "sharp":
         count, total = pack_photos(args.source, args.target, args.max_side, args.quality)
         print(f"{count} photos, {total / 2 ** 20:.1f} MiB written to {args.target}")

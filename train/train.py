@@ -348,11 +348,11 @@ class WeightEMA:
                 average.copy_(current)
 
     def state_dict(self) -> dict:
-        return {"module": self.module.state_dict(), "updates": self.updates}
+        return {"module": self.module.state_dict(), "updates": self.updates, "warmup": self.warmup}
 
     def load_state_dict(self, state: dict) -> None:
         self.module.load_state_dict(state["module"])
-        self.updates = state["updates"]
+        self.updates, self.warmup = state["updates"], state.get("warmup", True)  # runs saved before it was kept
 
 
 @dataclasses.dataclass
@@ -537,9 +537,9 @@ def main(argv=None) -> None:
                                                 if name != "pretrained"})
     # The EMA of the weights is what gets validated and saved: it averages out the last steps' noise. Continuing
     # trained weights, it starts from them at the full decay: warmed up, it reached 0.999 only after ~9000 steps and
-    # followed the first noisy steps of every continuation of rounds 5-8 down (their first-epoch dips).
-    continued = bool(args.init or (resumed or {}).get("init"))
-    ema = WeightEMA(model, recipe.ema_decay, warmup=not continued) if recipe.ema_decay else None
+    # followed the first noisy steps of every continuation of rounds 5-8 down (their first-epoch dips). A resumed
+    # run's saved average keeps its own setting.
+    ema = WeightEMA(model, recipe.ema_decay, warmup=not args.init) if recipe.ema_decay else None
     optimizer = make_optimizer(recipe, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(recipe, step, steps_per_epoch, total_steps))

@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     ev.add_argument("--kaggle-blur", default="both", choices=("motion", "defocus", "both"))
     ev.add_argument("--name", help="dataset name for the JSON and model card (default: the folder name)")
     ev.add_argument("--json", help="write the metrics here")
-    ev.add_argument("--grid", help="write a PNG of blurred | deblurred | sharp rows here")
+    ev.add_argument("--grid", help="write blurred | deblurred | sharp rows here (PNG; JPEG for a .jpg name)")
     ev.add_argument("--grid-rows", type=int, default=4, choices=range(1, 65), metavar="1..64")
     ev.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
     ev.set_defaults(func=cmd_evaluate)

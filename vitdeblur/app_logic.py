@@ -442,7 +442,8 @@ def training_note(facts: dict[str, dict]) -> str:
                     f"{config.get('crop', '?')} px crops of {config.get('train_images', '?')} training images "
                     f"({data}), on {config.get('hardware', '?')}")
         if config.get("init"):  # a checkpoint that continued another: its steps are those of its last run only
-            training = f"its last run {training}, continuing {config['init']}"
+            previous = f"the previous {variant}" if config["init"] == f"checkpoints/{variant}" else config["init"]
+            training = f"its last run {training}, continuing {previous}"
         lines.append(f"- {VARIANT_LABELS.get(variant, variant)}: a `{config.get('backbone', '?')}` encoder ({start}) "
                      f"with a `{config.get('decoder', '?')}` decoder; {training}.")
     rows = []

@@ -53,7 +53,7 @@ def save_grid(rows: list[list[np.ndarray]], path: str | Path, height: int = 256,
             grid.paste(t, (x, header + r * (height + gap)))
             x += t.width + gap
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    grid.save(path, quality=90)  # JPEG only; PNG ignores it
+    grid.save(path, quality=90)  # for JPEG; PNG ignores it
 
 
 def evaluate(model: torch.nn.Module, dataset: DeblurDataset, grid_rows: int = 0, **tile_options) -> tuple[dict, list]:

@@ -20,7 +20,7 @@ and take the real pairs' validation crops (`python -m train.pack_data ../shared/
 --crop 384`: 5.3 MiB; the whole frames do not fit), name data in the call's carry and validate with --val-crop 384,
 so that each run's best/ is chosen on real blur as on the CPU. That machine's timm and huggingface_hub differ from
 requirements.txt: carry their wheels (and httpx2's) in the git-ignored .whl/ too. The call of round 8 (carry data and
-.whl, timeout 590 s; 7.6 minutes of device time with the start):
+.whl, timeout 590 s; 8.3 minutes of device time with the start):
 
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
     PYTHONUNBUFFERED=1 python3 -m train.gpu_train_all --data data/sharp --val-data data/gopro384 --val-crop 384 \

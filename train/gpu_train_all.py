@@ -46,8 +46,8 @@ from pathlib import Path
 import torch
 
 from train.device_data import DeviceBatches
-from train.train import (amp_dtype, build_model, make_optimizer, parse_args, resolve_recipe, train_step,
-                         training_sets)
+from train.train import (amp_dtype, build_model, make_optimizer, parse_args, recipe_flag, resolve_recipe,
+                         train_step, training_sets)
 from vitdeblur.hub import load_model, save_checkpoint
 from vitdeblur.inference import resolve_device
 from vitdeblur.synthesis import BLURS
@@ -100,7 +100,7 @@ def trained_flags(checkpoint: str) -> list[str]:
     if saved.get("blur") is not None and saved["blur"] not in BLURS:
         raise SystemExit(f"error: {path} names the blur mix {saved['blur']!r}, which this version does not have")
     return [flag for name in CONTINUED_FIELDS if saved.get(name) is not None
-            for flag in ("--" + name.replace("_", "-"), str(saved[name]))]
+            for flag in (recipe_flag(name), str(saved[name]))]
 
 
 def train_command(run: Run, args: argparse.Namespace, steps_per_epoch: int, device: torch.device,

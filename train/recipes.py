@@ -3,9 +3,9 @@ the resolved recipe is written beside every checkpoint (train_config.json)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
+from vitdeblur.data import check_scale_range
 from vitdeblur.model import DECODERS
 from vitdeblur.synthesis import BLURS
 
@@ -58,8 +58,7 @@ class Recipe:
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if not 0 < self.min_scale <= 1 <= self.max_scale < math.inf:
-            raise ValueError(f"need 0 < min_scale <= 1 <= max_scale, got {self.min_scale} and {self.max_scale}")
+        check_scale_range(self.min_scale, self.max_scale)
 
 
 CHOICES = {"decoder": DECODERS, "blur": tuple(BLURS), "loss": LOSSES, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,

@@ -50,6 +50,11 @@ class TrainingDiverged(RuntimeError):
     pass
 
 
+def recipe_flag(field_name: str) -> str:
+    """The `python -m train` flag that overrides a Recipe field."""
+    return "--" + field_name.replace("_", "-")
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,7 +83,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     for field in dataclasses.fields(Recipe):
         if field.name == "name":
             continue
-        flag = "--" + field.name.replace("_", "-")
+        flag = recipe_flag(field.name)
         if types[field.name] is bool:
             overrides.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
         else:

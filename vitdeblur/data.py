@@ -60,6 +60,12 @@ def detect_layout(root: str | Path) -> str:
     raise ValueError(f"{root}: no known layout (kaggle, gopro, pairs, examples, or a folder of sharp images)")
 
 
+def check_scale_range(min_scale: float, max_scale: float) -> None:
+    """Training resizes photos by a factor in [min_scale, max_scale]; the range must hold 1 (the photo as it is)."""
+    if not 0 < min_scale <= 1 <= max_scale < math.inf:
+        raise ValueError(f"need 0 < min_scale <= 1 <= max_scale, got {min_scale} and {max_scale}")
+
+
 def centre_window(height: int, width: int, size: int) -> tuple[int, int, int, int]:
     """(y, x, h, w) of the centre crop of `size` px (no larger than the image) that validation uses."""
     size_h, size_w = min(size, height), min(size, width)
@@ -213,8 +219,7 @@ class DeblurDataset(Dataset):
             raise ValueError("empty dataset")
         if train and not crop:
             raise ValueError("training needs a crop size")
-        if not 0 < min_scale <= 1 <= max_scale < math.inf:
-            raise ValueError(f"need 0 < min_scale <= 1 <= max_scale, got min_scale {min_scale}, max_scale {max_scale}")
+        check_scale_range(min_scale, max_scale)
         if variants < 1 or (train and variants != 1):
             raise ValueError(f"variants must be 1 for training and at least 1 otherwise, got {variants}")
         self.pairs, self.train, self.crop, self.seed = pairs, train, crop, seed

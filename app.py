@@ -277,7 +277,7 @@ with gr.Blocks(title="ViTDeblur", delete_cache=(3600, 3600)) as demo:
     gr.Markdown("# ViTDeblur: image deblurring with a Vision Transformer\n"
                 "Deblur a blurred photo (or an example), or blur your own sharp photo to see how close the models "
                 "get to it. " + links_markdown(), elem_id="intro")
-    with gr.Tabs(elem_id="modes"):
+    with gr.Tabs(elem_id="modes", overflow_behavior="wrap"):
         with gr.Tab("Deblur a photo", id="deblur-tab"):
             with gr.Row():
                 with gr.Column(scale=3, min_width=280):
@@ -334,7 +334,8 @@ with gr.Blocks(title="ViTDeblur", delete_cache=(3600, 3600)) as demo:
             for panel in (blurred_panel, *variant_panels, truth_panel):
                 panel.render()
         report.render()
-        with gr.Tabs(elem_id="views"):
+        # "wrap": on a phone the third view went into a "⋯" menu that nobody opens
+        with gr.Tabs(elem_id="views", overflow_behavior="wrap"):
             with gr.Tab("Detail loupe", id="loupe-tab"):
                 zoom_input = gr.Radio([(f"{z}x", z) for z in app_logic.ZOOMS], value=app_logic.ZOOMS[0],
                                       label="Zoom", elem_id="zoom", container=False)

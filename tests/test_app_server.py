@@ -328,5 +328,10 @@ def test_browser_phone_shows_the_first_result_within_two_screens(server, browser
     assert frame <= crops + 40, f"a {frame:.0f} px frame around {crops:.0f} px of crops"
     cut = page.locator("#downloads .stem").evaluate_all("s => s.filter(e => e.scrollWidth > e.clientWidth).length")
     assert cut == 0, "download names cut short"
+    # every result view has its own visible tab (none hidden in an overflow menu)
+    tabs = page.locator("#views [role=tab]").evaluate_all(
+        "tabs => tabs.filter(t => t.getClientRects().length && t.getBoundingClientRect().right <= 390)"
+        ".map(t => t.innerText)")
+    assert tabs == ["Detail loupe", "What changed", "Before / after slider"], tabs
     page.screenshot(path=str(ARTIFACTS / "phone-example.png"), full_page=True)
     page.close()

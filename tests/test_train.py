@@ -10,7 +10,7 @@ from conftest import TINY, photo
 
 from train.recipes import RECIPES, Recipe
 from train.train import (LARS, TrainingDiverged, WeightEMA, build_loader, compute_loss, lr_factor, main,
-                         make_optimizer, parse_args, resolve_recipe, train_step, training_sets)
+                         make_optimizer, parse_args, resolve_recipe, steps_in_budget, train_step, training_sets)
 from vitdeblur import ViTDeblur, ViTDeblurConfig, load_model
 from vitdeblur.synthesis import BLURS
 
@@ -157,6 +157,34 @@ def test_schedules():
     assert lr_factor(adam, 0, 10, 1000) == pytest.approx(1 / adam.warmup_steps)
     assert lr_factor(adam, adam.warmup_steps, 10, 1000) == pytest.approx(1.0)
     assert lr_factor(adam, 1000, 10, 1000) == pytest.approx(0.0)
+
+
+def test_steps_in_budget():
+    assert steps_in_budget(0, 0.0, 10, 1000) == 1000  # no speed yet: the planned schedule
+    assert steps_in_budget(100, 2.0, 10, 1000) == 500  # 50 steps a minute, 8 minutes left
+    assert steps_in_budget(100, 2.0, 100, 1000) == 1000  # never beyond the plan
+    assert steps_in_budget(100, 12.0, 10, 1000) == 100  # over time: never fewer steps than made
+
+
+@pytest.mark.parametrize("fit", [False, True])
+def test_a_run_stopped_by_time_anneals_only_with_fit_schedule(pairs_folder, tmp_path, monkeypatch, fit):
+    clock = iter(range(0, 10**6, 6))  # every reading of the clock is 6 s later: the same run every time
+    monkeypatch.setattr("train.train.time.time", lambda: next(clock))
+    out = tmp_path / "run"
+    run(pairs_folder, out, "--epochs", "40", "--max-minutes", "3", *(["--fit-schedule"] if fit else []))
+    rows = read_log(out)
+    lr = RECIPES["adam"].lr
+    assert int(rows[-1]["step"]) < 80  # stopped by time, well before the 40 epochs of 2 steps
+    if fit:
+        assert float(rows[-1]["lr"]) < 0.05 * lr  # annealed by the end of the minutes
+        assert json.loads((out / "train_config.json").read_text())["total_steps"] == int(rows[-1]["step"])
+    else:
+        assert float(rows[-1]["lr"]) > 0.8 * lr  # stopped near the peak of its long schedule
+
+
+def test_fit_schedule_needs_max_minutes(pairs_folder, tmp_path):
+    with pytest.raises(SystemExit, match="--fit-schedule fits the cosine schedule into --max-minutes"):
+        run(pairs_folder, tmp_path / "run", "--fit-schedule")
 
 
 def test_paper_recipes_are_the_study_hyperparameters():

@@ -74,6 +74,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device-data", action=argparse.BooleanOptionalAction, default=None,
                    help="hold the data in device memory and blur batches there (default: on with CUDA)")
     p.add_argument("--max-minutes", type=float, help="stop (and save) once training has run this long")
+    p.add_argument("--fit-schedule", action="store_true",
+                   help="with --max-minutes and the cosine schedule: end the schedule when the minutes run out, "
+                        "re-planned after every epoch from the run's speed so far (validation included), so that "
+                        "a run stopped by time has annealed its learning rate rather than stopping at its peak")
     p.add_argument("--skip-bad-images", action="store_true",
                    help="leave out unreadable or too small images (with a warning) instead of stopping; every image "
                         "is checked before training starts")
@@ -222,6 +226,24 @@ def train_step(model, optimizer, recipe: Recipe, blur: torch.Tensor, sharp: torc
     scaler.step(optimizer)
     scaler.update()
     return loss.item()
+
+
+def steps_in_budget(steps_done: int, minutes_spent: float, max_minutes: float, planned: int) -> int:
+    """The optimiser steps a run can make in `max_minutes` at its speed so far (validation included): at most
+    `planned`, never fewer than it has made, and `planned` until it has a speed."""
+    if steps_done == 0 or minutes_spent <= 0:
+        return planned
+    steps_left = int((max_minutes - minutes_spent) * steps_done / minutes_spent)
+    return max(steps_done, min(planned, steps_done + steps_left))
+
+
+def shared_int(value: int, device: torch.device, distributed: bool) -> int:
+    """The main process's value, in every process (under DDP all must follow one schedule)."""
+    if not distributed:
+        return value
+    tensor = torch.tensor(value, device=device)
+    dist.broadcast(tensor, src=0)
+    return int(tensor.item())
 
 
 def out_of_time(local_verdict: bool, device: torch.device, distributed: bool) -> bool:
@@ -513,6 +535,9 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     resumed = resumed_facts(args)
     recipe = resolve_recipe(args, resumed)
+    if args.fit_schedule and (not args.max_minutes or recipe.schedule != "cosine"):
+        raise SystemExit("error: --fit-schedule fits the cosine schedule into --max-minutes: give --max-minutes, "
+                         f"and --schedule cosine (this run's schedule: {recipe.schedule})")
     rank, local_rank, distributed = setup_distributed()
     device = training_device(args.device, local_rank)
     main_process = rank == 0
@@ -531,7 +556,7 @@ def main(argv=None) -> None:
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
         raise SystemExit(f"error: fewer training samples per process than one batch of {recipe.batch_size}")
-    total_steps = min(recipe.epochs * steps_per_epoch, recipe.max_steps or math.inf)
+    planned_steps = total_steps = min(recipe.epochs * steps_per_epoch, recipe.max_steps or math.inf)
 
     # channels-last: faster convolutions on CPU (oneDNN) and on CUDA tensor cores
     # resuming, train_state.pt holds the weights: nothing to download for a run that began from pretrained ones
@@ -569,6 +594,11 @@ def main(argv=None) -> None:
 
     model.train()
     while progress.epoch < recipe.epochs and progress.step < total_steps:
+        if args.fit_schedule:  # re-planned from the speed so far, validations included (resumed: the saved speed)
+            spent = minutes_before + (time.time() - started) / 60
+            total_steps = shared_int(steps_in_budget(progress.step, spent, args.max_minutes, planned_steps), device,
+                                     distributed)
+            facts["total_steps"] = total_steps
         if isinstance(getattr(loader, "sampler", None), DistributedSampler):
             loader.sampler.set_epoch(progress.epoch)
         train_loss, stopped = run_epoch(train_model, ema, loader, optimizer, scheduler, scaler, recipe, dtype, progress,

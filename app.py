@@ -265,6 +265,9 @@ CSS = """
 blurred_panel = _panel("Blurred input", "panel-blurred")
 variant_panels = [_panel(app_logic.VARIANT_LABELS[v], f"panel-{v}") for v in app_logic.VARIANTS]
 truth_panel = _panel("Ground truth", "panel-truth", visible=False)
+# Gradio's example cache writes an empty image as "" and then cannot read it back (a JSONDecodeError, and the click
+# showed nothing): the real camera-shake example has no ground truth.
+truth_panel.read_from_flag = lambda payload: None if payload == "" else gr.Image.read_from_flag(truth_panel, payload)
 sliders = [gr.ImageSlider(label=f"Blurred (left) | {app_logic.VARIANT_LABELS[v]} (right)", elem_id=f"slider-{v}",
                           format="png", type="filepath", max_height=600, render=False) for v in app_logic.VARIANTS]
 report = gr.Markdown(label="Metrics and timings (Markdown)", show_label=False, elem_id="report", render=False)

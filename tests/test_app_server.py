@@ -273,6 +273,22 @@ def test_browser_example_click_runs_and_shows_the_loupe(server, browser):
     page.close()
 
 
+def test_browser_example_without_ground_truth_shows_its_results(server, browser):
+    """The real camera-shake example has no ground truth: the click still shows both variants (through the example
+    cache, which once could not read back an empty image) and no ground-truth panel."""
+    index = next(i for i, e in enumerate(list_examples()) if e.sharp is None)
+    page = open_app(browser, server, 1440, 900)
+    for _ in range(2):  # the first click computes and caches, the second reads the cache
+        page.locator("#examples img").nth(index).click()
+        page.locator("#panel-sgd img").wait_for()
+        assert "No ground truth for this image" in page.locator("#report").inner_text()
+        assert not page.locator("#panel-truth img").is_visible()
+        assert page.locator("#downloads").inner_text().count("_deblurred_") == 2
+        page.reload()
+        page.locator("#run").wait_for()
+    page.close()
+
+
 def test_browser_bad_upload_after_an_example_gets_the_clear_message(server, browser, tmp_path):
     page = open_app(browser, server, 1440, 900)
     click_example(page)

@@ -15,7 +15,7 @@ API (gradio_client):
     outputs = client.predict(handle_file("sharp.jpg"), "both", 15, 30, 0, 0, 2, 0, api_name="/blur_and_deblur")
 
 Inputs: image (file), variant ("adam", "sgd" or "both"), and optionally max_megapixels (larger inputs are
-downscaled first; default 6 on CPU, 12 on CUDA). Outputs, in order: blurred input, deblurred adam, deblurred sgd,
+downscaled first; default 12). Outputs, in order: blurred input, deblurred adam, deblurred sgd,
 ground truth (each a PNG path, or None when not produced), before/after pairs for adam and sgd, the report (Markdown),
 the full-resolution deblurred PNG files, and a details dict (metrics, seconds, device, sizes). /blur_and_deblur
 takes a sharp photo, the variant and the blur (motion length px, motion angle degrees, camera shake px, defocus
@@ -330,7 +330,8 @@ with gr.Blocks(title="ViTDeblur", delete_cache=(3600, 3600)) as demo:
                                           f"(running on {app_logic.describe_device(MODELS.device)})")
 
 
-    empty_state = gr.Markdown("*Results appear here: click an example, or upload a photo and press Deblur.*",
+    empty_state = gr.Markdown("*Results appear here: click an example, or upload a photo and press Deblur (on the second "
+                              "tab: pick or upload a sharp photo, set the blur and press Blur, then deblur).*",
                               elem_id="empty-state", elem_classes="hint")
     with gr.Column(visible=False, elem_id="results") as results:
         with gr.Row(equal_height=True, elem_id="result-panels"):

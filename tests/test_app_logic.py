@@ -252,6 +252,7 @@ def test_line_kernel_is_a_normalised_segment_at_the_angle():
     combined = app_logic.blur_kernel(app_logic.BlurSettings(motion_length=9, shake=7, defocus_radius=2))
     assert combined.sum() == pytest.approx(1) and combined.shape[0] > 9
     assert app_logic.blur_kernel(app_logic.BlurSettings()).shape == (1, 1)
+    assert "what the models do to a sharp photo" in app_logic.BlurSettings().describe()  # all settings at 0
     with pytest.raises(ValueError, match="motion length"):
         app_logic.blur_kernel(app_logic.BlurSettings(motion_length=500))
 

@@ -244,7 +244,7 @@ class BlurSettings:
             parts.append(f"defocus radius {self.defocus_radius:g} px")
         if self.noise > 0:
             parts.append(f"noise sigma {self.noise:g}/255")
-        return ", ".join(parts) or "no blur"
+        return ", ".join(parts) or "no blur (so this shows what the models do to a sharp photo)"
 
 
 MAX_BLUR_PX = 64  # the sliders' upper end; longer blur is far outside what the models saw

@@ -209,8 +209,8 @@ def _panel(label: str, elem_id: str, visible: bool = True) -> gr.Image:
 
 
 def _file_link(path: Path, text: str) -> str:
-    # Relative, so that it works behind a proxy or a Space's path prefix; LAUNCH_OPTIONS allows exactly these files
-    return f"[{text}](gradio_api/file={path})"
+    # LAUNCH_OPTIONS allows exactly these files; a Space links the Hub's rendered page instead of the raw Markdown
+    return f"[{text}]({app_logic.document_url(path, PROJECT_README.parent)})"
 
 
 def links_markdown() -> str:

@@ -372,3 +372,14 @@ def test_app_caches_examples_apart_from_an_inherited_cache_folder(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     folder = Path(result.stdout.strip().splitlines()[-1])
     assert folder.parent == inherited and len(folder.name) == 16
+
+
+def test_documents_link_the_hubs_rendered_page_on_a_space(tmp_path, monkeypatch):
+    card = tmp_path / "checkpoints" / "adam" / "README.md"
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    assert app_logic.document_url(card, tmp_path) == f"gradio_api/file={card}"
+    monkeypatch.setenv("SPACE_ID", "someone/vitdeblur")
+    assert app_logic.document_url(card, tmp_path) == (
+        "https://huggingface.co/spaces/someone/vitdeblur/blob/main/checkpoints/adam/README.md")
+    outside = tmp_path.parent / "elsewhere.md"  # not in the Space's repository: the file itself
+    assert app_logic.document_url(outside, tmp_path) == f"gradio_api/file={outside}"

@@ -97,6 +97,13 @@ def pixels(path) -> np.ndarray:
     return np.asarray(Image.open(path))
 
 
+def test_the_pages_readme_link_serves_the_readme(server):
+    page = httpx.get(server, timeout=30).text
+    assert "Project README" in page
+    readme = httpx.get(f"{server.rstrip('/')}/gradio_api/file={REPO_ROOT / 'README.md'}", timeout=30)
+    assert readme.status_code == 200 and "# ViTDeblur" in readme.text
+
+
 def test_api_signature_is_image_and_variant(client):
     info = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/deblur"]
     names = [p["parameter_name"] for p in info["parameters"]]

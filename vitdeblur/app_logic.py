@@ -470,6 +470,19 @@ def local_checkpoint_folder(models: Models, variant: str) -> Path | None:
     return folder if folder.is_dir() else None
 
 
+def document_url(path: Path, app_root: Path) -> str:
+    """Where the page links a Markdown file of the app's folder (README, model card): on a Hugging Face Space
+    ($SPACE_ID), the Hub's rendered view of it; elsewhere the file itself, relative so that it works behind a proxy
+    (the app must allow the path)."""
+    space = os.environ.get("SPACE_ID")
+    if space:
+        try:
+            return f"https://huggingface.co/spaces/{space}/blob/main/{path.resolve().relative_to(app_root.resolve())}"
+        except ValueError:  # not in the Space's repository
+            pass
+    return f"gradio_api/file={path}"
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Result files
 

@@ -281,7 +281,7 @@ with gr.Blocks(title="ViTDeblur", delete_cache=(3600, 3600)) as demo:
                 "Deblur a blurred photo (or an example), or blur your own sharp photo to see how close the models "
                 "get to it. " + links_markdown(), elem_id="intro")
     with gr.Tabs(elem_id="modes", overflow_behavior="wrap"):
-        with gr.Tab("Deblur a photo", id="deblur-tab"):
+        with gr.Tab("Deblur a photo", id="deblur-tab") as deblur_tab:
             with gr.Row():
                 with gr.Column(scale=3, min_width=280):
                     image_input = pass_upload_untouched(gr.Image(
@@ -297,7 +297,7 @@ with gr.Blocks(title="ViTDeblur", delete_cache=(3600, 3600)) as demo:
                         cache_examples=True, cache_mode="lazy", examples_per_page=12, elem_id="examples",
                         label="Examples: click one to run both variants (ground truth for all but the real "
                               "camera-shake clock)")
-        with gr.Tab("Blur your own sharp photo", id="blur-tab"):
+        with gr.Tab("Blur your own sharp photo", id="blur-tab") as blur_tab:
             with gr.Row():
                 with gr.Column(scale=3, min_width=280):
                     sharp_input = pass_upload_untouched(gr.Image(
@@ -384,7 +384,9 @@ with gr.Blocks(title="ViTDeblur", delete_cache=(3600, 3600)) as demo:
                         "deblur it; the photo is the ground truth. Same outputs as /deblur."))
     example_gallery.cache_event.success(show_results, inputs=[*panel_inputs, zoom_input], outputs=show_outputs,
                                         queue=False, api_visibility="private")
-    for user_changed in (image_input.upload, image_input.clear, sharp_input.upload, sharp_input.clear):
+    # the results below the tabs belong to the tab that made them: switching tabs clears them
+    for user_changed in (image_input.upload, image_input.clear, sharp_input.upload, sharp_input.clear,
+                         deblur_tab.select, blur_tab.select):
         user_changed(clear_results, outputs=clear_outputs, queue=False, api_visibility="private")
     for panel in panel_inputs:
         panel.select(move_loupe, inputs=[*panel_inputs, zoom_input], outputs=[loupe, loupe_caption, loupe_centre],

@@ -326,6 +326,10 @@ def test_browser_blur_your_own_photo(server, browser):
     assert "| " not in page.locator("#report").inner_text()  # a rendered table, not Markdown source
     assert "blurred here: motion 15 px" in page.locator("#report").inner_text()
     page.screenshot(path=str(ARTIFACTS / "desktop-blur-your-own.png"), full_page=True)
+    # back on the first tab, the blur tab's results are gone (they would look like that tab's)
+    page.get_by_role("tab", name="Deblur a photo").click()
+    page.locator("#empty-state").wait_for()
+    assert not page.locator("#panel-blurred").is_visible()
     page.close()
 
 

@@ -293,7 +293,8 @@ def test_the_gpu_calls_runs_are_valid_training_commands_on_one_budget(tmp_path):
     assert {(r.samples_per_epoch, r.epochs, r.crop, r.batch_size, r.min_scale, r.max_scale, r.val_crop)
             for r in recipes.values()} == {(640, EPOCHS, 256, 16, 0.5, 2.0, 384)}
     assert {name: r.blur for name, r in recipes.items() if parsed[name].init is None} == dict.fromkeys(
-        ["adam-scratch", "sgd-scratch", "paper-ref-adam", "paper-ref-sgd"], "moving")
+        ["adam-scratch", "adam-scratch-deep", "sgd-scratch", "paper-ref-adam", "paper-ref-sgd"], "moving")
+    assert (recipes["adam-scratch"].encoder_depth, recipes["adam-scratch-deep"].encoder_depth) == (6, 12)
     # continued runs keep the mix and loss terms their checkpoint was trained on (switching costs them epochs)
     for name in ("adam", "sgd"):
         saved = json.loads((Path("checkpoints") / name / "train_config.json").read_text())

@@ -330,8 +330,8 @@ with gr.Blocks(title="ViTDeblur", delete_cache=(3600, 3600)) as demo:
                                           f"(running on {app_logic.describe_device(MODELS.device)})")
 
 
-    empty_state = gr.Markdown("*Results appear here: click an example, or upload a photo and press Deblur (on the second "
-                              "tab: pick or upload a sharp photo, set the blur and press Blur, then deblur).*",
+    empty_state = gr.Markdown("*Results appear here: click an example, or upload a photo and press Deblur (on the "
+                              "second tab: pick or upload a sharp photo, set the blur and press Blur, then deblur).*",
                               elem_id="empty-state", elem_classes="hint")
     with gr.Column(visible=False, elem_id="results") as results:
         with gr.Row(equal_height=True, elem_id="result-panels"):

@@ -5,10 +5,10 @@
 All runs share the GPU at once, one process each: a small model's training step is launch-bound and the blur
 synthesis runs in Python, so a single process leaves most of an H100 idle. `adam` and `sgd` continue from the shipped
 checkpoints; five runs start from scratch on the same number of steps: each recipe with its own decoder and with the
-study's `paper` decoder (the references the shipped models must beat), and `adam` with all 12 ViT blocks. A short probe of all the runs at once measures
-the steps that fit in --minutes. Each run goes to a fresh temporary folder and, once it has ended well, is packed as
-OUT/NAME.tar (fp16 best/ checkpoint, log.csv, train_config.json, loss_curve.png, the run's output), one file per run,
-each under 16 MiB. Back here:
+study's `paper` decoder (the references the shipped models must beat), and `adam` with all 12 ViT blocks. A short
+probe of all the runs at once measures the steps that fit in --minutes. Each run goes to a fresh temporary folder and,
+once it has ended well, is packed as OUT/NAME.tar (fp16 best/ checkpoint, log.csv, train_config.json,
+loss_curve.png, the run's output), one file per run, each under 16 MiB. Back here:
 
     for f in OUT/*.tar; do mkdir -p runs/$(basename $f .tar) && tar -xf $f -C runs/$(basename $f .tar); done
     python -m train.ship --run adam=runs/adam ... --test synthetic=data/sharp --heldout gopro=data/gopro_GOPR0477 \

@@ -588,16 +588,17 @@ def main(argv=None) -> None:
              "total_steps": total_steps, "device_data": device_data}
     started, minutes_before = time.time(), progress.minutes
 
+    def minutes_so_far() -> float:  # of the whole run, earlier sessions of a resumed one included
+        return minutes_before + (time.time() - started) / 60
+
     def time_is_up() -> bool:  # checked after every step
-        minutes = minutes_before + (time.time() - started) / 60
-        return bool(args.max_minutes) and out_of_time(minutes > args.max_minutes, device, distributed)
+        return bool(args.max_minutes) and out_of_time(minutes_so_far() > args.max_minutes, device, distributed)
 
     model.train()
     while progress.epoch < recipe.epochs and progress.step < total_steps:
         if args.fit_schedule:  # re-planned from the speed so far, validations included (resumed: the saved speed)
-            spent = minutes_before + (time.time() - started) / 60
-            total_steps = shared_int(steps_in_budget(progress.step, spent, args.max_minutes, planned_steps), device,
-                                     distributed)
+            planned = steps_in_budget(progress.step, minutes_so_far(), args.max_minutes, planned_steps)
+            total_steps = shared_int(planned, device, distributed)
             facts["total_steps"] = total_steps
         if isinstance(getattr(loader, "sampler", None), DistributedSampler):
             loader.sampler.set_epoch(progress.epoch)
@@ -608,7 +609,7 @@ def main(argv=None) -> None:
         progress.epoch += 1
         if not main_process:
             continue
-        progress.minutes = minutes_before + (time.time() - started) / 60
+        progress.minutes = minutes_so_far()
         row = {"epoch": progress.epoch, "step": progress.step, "lr": scheduler.get_last_lr()[0],
                "train_loss": train_loss, **validate(ema.module if ema else model, val_sets, recipe, device, dtype,
                                                     val_names),

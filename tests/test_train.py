@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from conftest import TINY, photo
 
 from train.recipes import RECIPES, Recipe
-from train.train import (LARS, TrainingDiverged, WeightEMA, build_loader, compute_loss, lr_factor, main,
+from train.train import (LARS, TrainingDiverged, WeightEMA, build_loader, build_model, compute_loss, lr_factor, main,
                          make_optimizer, parse_args, resolve_recipe, steps_in_budget, train_step, training_sets)
-from vitdeblur import ViTDeblur, ViTDeblurConfig, load_model
+from vitdeblur import ViTDeblur, ViTDeblurConfig, load_model, save_checkpoint
 from vitdeblur.synthesis import BLURS
 
 TINY_FLAGS = ["--backbone", TINY["backbone"], "--decoder-width", "8", "--batch-size", "4", "--crop", "32",
@@ -99,6 +99,31 @@ def test_init_starts_from_a_checkpoint(pairs_folder, tmp_path, tiny_checkpoint):
     run(pairs_folder, out, "--epochs", "1", "--init", str(tiny_checkpoint), "--lr", "1e-12")
     before, after = load_model(tiny_checkpoint), load_model(out / "last")
     assert torch.allclose(before.decoder.head.weight, after.decoder.head.weight, atol=1e-6)
+
+
+def test_a_continued_run_grows_the_encoder_by_blocks_that_start_as_the_identity(pairs_folder, tmp_path):
+    torch.manual_seed(0)
+    shallow = ViTDeblur(ViTDeblurConfig(decoder="nafnet", encoder_depth=3, layer_scale_init=0.1, **TINY)).eval()
+    checkpoint = save_checkpoint(shallow, tmp_path / "shallow")
+    grown = build_model(RECIPES["adam"], str(checkpoint), encoder_depth=6).eval()
+    assert len(grown.encoder.blocks) == grown.config.encoder_depth == 6
+    image = torch.rand(1, 3, 48, 64)
+    with torch.no_grad():
+        assert torch.allclose(grown(image), shallow(image), atol=1e-6)  # the same function as the checkpoint
+        # the trained blocks are the checkpoint's; the new ones are not copies of them
+        assert torch.equal(grown.encoder.blocks[2].attn.qkv.weight, shallow.encoder.blocks[2].attn.qkv.weight)
+        assert not torch.equal(grown.encoder.blocks[3].attn.qkv.weight, shallow.encoder.blocks[2].attn.qkv.weight)
+    # training it records the grown architecture, which a resumed run rebuilds without --init
+    out = tmp_path / "run"
+    run(pairs_folder, out, "--epochs", "1", "--init", str(checkpoint), "--encoder-depth", "6")
+    assert json.loads((out / "train_config.json").read_text())["encoder_depth"] == 6
+    assert load_model(out / "last").config.encoder_depth == 6
+    run(pairs_folder, out, "--epochs", "2", "--resume")
+    assert len(read_log(out)) == 2
+    with pytest.raises(SystemExit, match="can add blocks but not drop"):
+        build_model(RECIPES["adam"], str(checkpoint), encoder_depth=2)
+    with pytest.raises(SystemExit, match="exceeds the 6 blocks"):
+        build_model(RECIPES["adam"], str(checkpoint), encoder_depth=7)
 
 
 def test_the_weight_average_warms_up_from_scratch_and_starts_at_continued_weights(pairs_folder, tmp_path,
@@ -278,7 +303,8 @@ def test_the_gpu_calls_runs_are_valid_training_commands_on_one_budget(tmp_path):
     from train.gpu_train_all import EPOCHS, RUNS, train_command
 
     args = argparse.Namespace(data=["photos"], val_data=[], backbone=None, blur="moving", min_scale=0.5,
-                              max_scale=2.0, val_crop=384, batch_size=16, crop=256, minutes=6.0)
+                              max_scale=2.0, val_crop=384, batch_size=16, crop=256, minutes=6.0,
+                              ema_decay=0.995)
     parsed = {}
     for run in RUNS:
         command = train_command(run, args, steps_per_epoch=40, device=torch.device("cuda"), runs_dir=tmp_path)
@@ -289,9 +315,13 @@ def test_the_gpu_calls_runs_are_valid_training_commands_on_one_budget(tmp_path):
     assert recipes["adam-scratch"].decoder == RECIPES["adam"].decoder and recipes["sgd"].loss == RECIPES["sgd"].loss
     assert parsed["adam"].init == "checkpoints/adam" and parsed["adam-scratch"].init is None
     assert sorted(a.out for a in parsed.values()) == sorted(str(tmp_path / run.name) for run in RUNS)
-    # the same steps and crops for every run, the same blur for every run from scratch: an equal budget
-    assert {(r.samples_per_epoch, r.epochs, r.crop, r.batch_size, r.min_scale, r.max_scale, r.val_crop)
-            for r in recipes.values()} == {(640, EPOCHS, 256, 16, 0.5, 2.0, 384)}
+    # the same steps for every run, the same blur for every run from scratch: an equal budget
+    assert {(r.samples_per_epoch, r.epochs, r.batch_size, r.min_scale, r.max_scale, r.val_crop, r.ema_decay)
+            for r in recipes.values()} == {(640, EPOCHS, 16, 0.5, 2.0, 384, 0.995)}
+    # adam continues at the crops its checkpoint was trained on, its grown twin at both sizes
+    assert {name: r.crop for name, r in recipes.items() if r.crop != 256} == {"adam": 128, "adam-grown": 128}
+    assert {name: a.encoder_depth for name, a in parsed.items() if a.init and a.encoder_depth} == {
+        "adam-grown": 12, "adam-grown-256": 12, "sgd-grown": 12}
     assert {name: r.blur for name, r in recipes.items() if parsed[name].init is None} == dict.fromkeys(
         ["adam-scratch", "adam-scratch-deep", "sgd-scratch", "paper-ref-adam", "paper-ref-sgd"], "moving")
     assert (recipes["adam-scratch"].encoder_depth, recipes["adam-scratch-deep"].encoder_depth) == (6, 12)

@@ -4,8 +4,9 @@
 
 All runs share the GPU at once, one process each: a small model's training step is launch-bound and the blur
 synthesis runs in Python, so a single process leaves most of an H100 idle. `adam` and `sgd` continue from the shipped
-checkpoints; five runs start from scratch on the same number of steps: each recipe with its own decoder and with the
-study's `paper` decoder (the references the shipped models must beat), and `adam` with all 12 ViT blocks. A short
+checkpoints, as they are and grown to 12 ViT blocks (`*-grown`); five runs start from scratch on the same number of
+steps: each recipe with its own decoder and with the study's `paper` decoder (the references the shipped models must
+beat), and `adam` with all 12 ViT blocks. A short
 probe of all the runs at once measures the steps that fit in --minutes. Each run goes to a fresh temporary folder and,
 once it has ended well, is packed as OUT/NAME.tar (fp16 best/ checkpoint, log.csv, train_config.json,
 loss_curve.png, the run's output), one file per run, each under 16 MiB. Back here:
@@ -19,12 +20,12 @@ photos into the git-ignored data/ (`python -m train.pack_data ../shared/data/sha
 and take the real pairs' validation crops (`python -m train.pack_data ../shared/data/gopro_GOPR0477 data/gopro384
 --crop 384`: 5.3 MiB; the whole frames do not fit), name data in the call's carry and validate with --val-crop 384,
 so that each run's best/ is chosen on real blur as on the CPU. That machine's timm and huggingface_hub differ from
-requirements.txt: carry their wheels (and httpx2's) in the git-ignored .whl/ too. The call of round 8 (carry data and
-.whl, timeout 590 s; 8.3 minutes of device time with the start):
+requirements.txt: carry their wheels (and httpx2's) in the git-ignored .whl/ too. The call of round 10 (carry data and
+.whl, timeout 595 s; 7.6 minutes of the command, 8.3 of device time with the start; five tars, 60 MiB together):
 
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
     PYTHONUNBUFFERED=1 python3 -m train.gpu_train_all --data data/sharp --val-data data/gopro384 --val-crop 384 \
-        --out $OUT --minutes 6
+        --out $OUT --minutes 6.8 --batch-size 64 --only adam adam-grown adam-grown-256 sgd sgd-grown
 
 Rehearse on the CPU first: --backbone test_vit --minutes 0.3 --device cpu --only adam-scratch (adam-scratch-deep
 needs a backbone of 12 blocks: rehearse it without --backbone).
@@ -61,13 +62,22 @@ class Run:
     decoder: str | None = None  # None: the recipe's
     init: str | None = None  # continue from these weights (they decide the architecture)
     lr: float | None = None  # None: the recipe's
-    encoder_depth: int | None = None  # None: the recipe's
+    encoder_depth: int | None = None  # None: the recipe's; continuing, deeper than the checkpoint grows its ViT
+    crop: int | None = None  # None: --crop
 
 
-# adam-scratch-deep keeps all 12 ViT-Tiny blocks (88 GFLOP per 1280x720 against 66, 12% slower on 2 CPU cores): round
-# 9 found the shipped adam gaining about as little on its own training photos (+0.83 dB) as on others (+0.69 dB), so
-# it is short of capacity rather than of data, and ViT blocks are the cheapest capacity on a CPU.
-RUNS = (Run("adam", "adam", init="checkpoints/adam", lr=3e-4), Run("sgd", "sgd", init="checkpoints/sgd", lr=0.005),
+# Round 9 found the shipped adam gaining about as little on its own training photos (+0.83 dB) as on others
+# (+0.69 dB): it is short of capacity rather than of data, and ViT blocks are the cheapest capacity on a CPU (all 12
+# ViT-Tiny blocks: 88 GFLOP per 1280x720 against 66, 12% slower on 2 CPU cores). So the shipped models are also
+# continued grown to 12 blocks, the new ones starting as the identity (`python -m train --init ... --encoder-depth`),
+# beside plain continuations with the same steps (the controls). adam continues at its own 128 px crops: at 256 px
+# it lost validation from the first epoch in round 8; adam-grown-256 asks whether the grown model uses the context.
+# Round 10 (780 steps of 64 crops): each grown run tracked its control within 0.01 dB; no run beat the shipped ones.
+RUNS = (Run("adam", "adam", init="checkpoints/adam", lr=2e-4, crop=128),
+        Run("adam-grown", "adam", init="checkpoints/adam", lr=2e-4, encoder_depth=12, crop=128),
+        Run("adam-grown-256", "adam", init="checkpoints/adam", lr=2e-4, encoder_depth=12),
+        Run("sgd", "sgd", init="checkpoints/sgd", lr=0.005),
+        Run("sgd-grown", "sgd", init="checkpoints/sgd", lr=0.005, encoder_depth=12),
         Run("adam-scratch", "adam"), Run("adam-scratch-deep", "adam", encoder_depth=12), Run("sgd-scratch", "sgd"),
         Run("paper-ref-adam", "adam", decoder="paper"), Run("paper-ref-sgd", "sgd", decoder="paper"))
 EPOCHS = 12
@@ -78,7 +88,8 @@ def images_per_second(run: Run, args: argparse.Namespace, device: torch.device, 
     The model and recipe are the ones its training command will build."""
     train_args = parse_args(train_command(run, args, 1, device, Path("unused"))[3:])
     recipe = resolve_recipe(train_args)
-    model = build_model(recipe, run.init).to(device, memory_format=torch.channels_last).train()
+    model = build_model(recipe, run.init, train_args.encoder_depth)
+    model = model.to(device, memory_format=torch.channels_last).train()
     optimizer = make_optimizer(recipe, model)
     batches = DeviceBatches(training_sets(train_args, recipe), recipe.batch_size, recipe.crop, steps, device)
     dtype = amp_dtype(recipe, device)
@@ -121,9 +132,10 @@ def train_command(run: Run, args: argparse.Namespace, steps_per_epoch: int, devi
             *(["--min-scale", str(args.min_scale)] if args.min_scale is not None else []),
             *(["--max-scale", str(args.max_scale)] if args.max_scale is not None else []),
             *(["--val-crop", str(args.val_crop)] if args.val_crop is not None else []),
-            "--batch-size", str(args.batch_size), "--crop", str(args.crop), "--epochs", str(EPOCHS),
+            "--batch-size", str(args.batch_size), "--crop", str(run.crop or args.crop), "--epochs", str(EPOCHS),
             "--samples-per-epoch", str(steps_per_epoch * args.batch_size),
-            "--warmup-steps", str(min(200, steps_per_epoch)), "--max-minutes", str(1.15 * args.minutes), *kept]
+            "--warmup-steps", str(min(200, steps_per_epoch)), "--ema-decay", str(args.ema_decay),
+            "--max-minutes", str(1.15 * args.minutes), *kept]
 
 
 def pack(run: Path, target: Path) -> None:
@@ -171,6 +183,10 @@ def main() -> None:
     parser.add_argument("--min-scale", type=float, help="shrink the photos at random down to this (default: the recipe's)")
     parser.add_argument("--max-scale", type=float, help="enlarge the photos at random up to this (default: the recipe's)")
     parser.add_argument("--val-crop", type=int, help="validation centre crops (default: the recipe's)")
+    parser.add_argument("--ema-decay", type=float, default=0.995,
+                        help="of the weight average that is validated and saved (default 0.995: a call's runs are "
+                             "several hundred steps long, and the recipes' 0.999 would still hold half the starting "
+                             "weights after 700)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--only", nargs="+", choices=[run.name for run in RUNS], help="a subset of the runs")
     parser.add_argument("--probe", choices=[run.name for run in RUNS], help=argparse.SUPPRESS)  # one probe process
@@ -200,7 +216,7 @@ def main() -> None:
     # start-up, validation and saving
     steps_per_epoch = max(1, int(0.85 * args.minutes * 60 * min(speeds.values()) / args.batch_size) // EPOCHS)
     print(", ".join(f"{name} {speed:.0f}" for name, speed in speeds.items()) + f" images/s at once on {device}: "
-          f"{EPOCHS} epochs of {steps_per_epoch} steps of {args.batch_size} crops of {args.crop} px per run",
+          f"{EPOCHS} epochs of {steps_per_epoch} steps of {args.batch_size} crops per run",
           flush=True)
 
     def report_and_pack(name: str, code: int) -> None:

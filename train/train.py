@@ -69,7 +69,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="run folder, e.g. runs/adam")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its train_state.pt")
-    p.add_argument("--init", help="start from the weights (and architecture) of a checkpoint, e.g. checkpoints/adam")
+    p.add_argument("--init", help="start from the weights (and architecture) of a checkpoint, e.g. checkpoints/adam; "
+                                  "a larger --encoder-depth grows its ViT by new blocks that start as the identity")
     p.add_argument("--workers", type=int, default=None, help="data-loading processes (default: 0 on CPU, 4 on CUDA)")
     p.add_argument("--device-data", action=argparse.BooleanOptionalAction, default=None,
                    help="hold the data in device memory and blur batches there (default: on with CUDA)")
@@ -255,10 +256,41 @@ def out_of_time(local_verdict: bool, device: torch.device, distributed: bool) ->
     return bool(flag.item())
 
 
-def build_model(recipe: Recipe, init: str | None) -> ViTDeblur:
-    if init:
-        return load_model(init)
-    return ViTDeblur(ViTDeblurConfig(**{name: getattr(recipe, name) for name in MODEL_FIELDS}))
+def build_model(recipe: Recipe, init: str | None, encoder_depth: int | None = None) -> ViTDeblur:
+    """A new model from the recipe, or the checkpoint `init`; with an `encoder_depth` deeper than the checkpoint's,
+    the checkpoint grown to it (grow_encoder)."""
+    if not init:
+        return ViTDeblur(ViTDeblurConfig(**{name: getattr(recipe, name) for name in MODEL_FIELDS}))
+    model = load_model(init)
+    if encoder_depth is not None and encoder_depth != len(model.encoder.blocks):
+        model = grow_encoder(model, encoder_depth)
+    return model
+
+
+def grow_encoder(model: ViTDeblur, depth: int) -> ViTDeblur:
+    """The model with `depth` ViT blocks: its own, then new ones whose two residual branches end in zero weights, so
+    that the grown model computes exactly what the trained one did and training adds capacity from there (round 9: the
+    shipped adam gains as little on its training photos as on others; it is short of capacity, not of data)."""
+    old_depth = len(model.encoder.blocks)
+    if depth < old_depth:
+        raise SystemExit(f"error: --encoder-depth {depth}: the checkpoint has {old_depth} ViT blocks, and a continued "
+                         f"run can add blocks but not drop trained ones")
+    try:
+        grown = ViTDeblur(dataclasses.replace(model.config, encoder_depth=depth))
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    new_blocks = {name for name in grown.state_dict()
+                  if name.startswith("encoder.blocks.") and int(name.split(".")[2]) >= old_depth}
+    if unexpected or set(missing) != new_blocks:  # only the new blocks may lack weights
+        raise SystemExit(f"error: the checkpoint does not fit its own architecture grown to {depth} blocks "
+                         f"(missing {sorted(set(missing) - new_blocks)[:5]}, unexpected {unexpected[:5]})")
+    with torch.no_grad():
+        for block in grown.encoder.blocks[old_depth:]:
+            for layer in (block.attn.proj, block.mlp.fc2):
+                layer.weight.zero_()
+                layer.bias.zero_()
+    return grown
 
 
 @torch.no_grad()
@@ -561,8 +593,9 @@ def main(argv=None) -> None:
     # channels-last: faster convolutions on CPU (oneDNN) and on CUDA tensor cores
     # resuming, train_state.pt holds the weights: nothing to download for a run that began from pretrained ones
     built = dataclasses.replace(recipe, pretrained=False) if args.resume else recipe
-    model = build_model(built, args.init).to(device, memory_format=torch.channels_last)
-    if args.init:  # the checkpoint decides the architecture; record it (a loaded config always says pretrained=False)
+    model = build_model(built, args.init, args.encoder_depth).to(device, memory_format=torch.channels_last)
+    if args.init:  # the checkpoint decides the architecture (--encoder-depth may grow it); record it (a loaded config
+        # always says pretrained=False)
         recipe = dataclasses.replace(recipe, **{name: getattr(model.config, name) for name in MODEL_FIELDS
                                                 if name != "pretrained"})
     # The EMA of the weights is what gets validated and saved: it averages out the last steps' noise. Continuing

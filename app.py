@@ -236,6 +236,15 @@ CSS = """
 #result-panels img, #input-image img, #sharp-image img { object-fit: contain; }
 .loupe-caption p, .hint p { font-size: 0.9em; opacity: 0.8; }
 #loupe .grid-wrap, #heatmaps .grid-wrap { height: auto !important; min-height: 0 !important; }  /* no empty frame */
+/* the heat maps' captions (each variant's mean change) in full under the picture, not cut over it */
+#heatmaps .grid-wrap { max-height: none !important; overflow: visible !important; }
+#heatmaps .gallery-item, #heatmaps .thumbnail-item, #heatmaps .thumbnail-item img { height: auto !important;
+  aspect-ratio: auto !important; overflow: visible !important; }
+#heatmaps .thumbnail-item img { max-height: 600px; }
+#heatmaps .caption-label { position: static !important; max-width: none !important; white-space: normal !important;
+  overflow: visible !important; text-overflow: clip !important; }
+/* a read-only list: its "remove" buttons only took the links away */
+#downloads .label-clear-button { display: none; }
 @media (max-width: 640px) {
   /* a phone: two result panels per row, shorter frames and smaller thumbnails, so that the input, the variant
      choice and the first result fit within two screens */
@@ -245,6 +254,9 @@ CSS = """
   #result-panels > .block { height: auto !important; }
   #result-panels .image-container, #result-panels .image-frame, #result-panels img {
     height: auto !important; max-height: 200px; }
+  /* the panels' names in full ("Adam + L1 (adam)" was cut by the buttons): no icon before them and no download
+     button (the deblurred PNGs are in the download list below); the full-screen button stays */
+  #result-panels label[data-testid="block-label"] > span, #result-panels .download-link { display: none; }
   #input-image, #sharp-image { height: 240px !important; }
   #examples .gallery-item .container, #examples .gallery-item img, #sharp-examples .gallery-item .container,
   #sharp-examples .gallery-item img { width: 52px !important; height: 52px !important; }

@@ -360,5 +360,22 @@ def test_browser_phone_shows_the_first_result_within_two_screens(server, browser
         "tabs => tabs.filter(t => t.getClientRects().length && t.getBoundingClientRect().right <= 390)"
         ".map(t => t.innerText)")
     assert tabs == ["Detail loupe", "What changed", "Before / after slider"], tabs
+    # each result panel's name in full, clear of its buttons ("Adam + L1 (adam)" was cut to "Adam + L1 (adar")
+    for panel in ("panel-blurred", "panel-adam", "panel-sgd", "panel-truth"):
+        label, buttons = (page.locator(f"#{panel} {part}").bounding_box()
+                          for part in ("label[data-testid=block-label]", ".icon-button-wrapper"))
+        assert label["x"] + label["width"] <= buttons["x"], f"{panel}: its name runs under its buttons"
+    # the read-only download list offers no "remove" buttons
+    assert not page.locator("#downloads .label-clear-button").first.is_visible()
     page.screenshot(path=str(ARTIFACTS / "phone-example.png"), full_page=True)
+    # the heat maps' captions (each variant's mean change) are shown whole
+    page.get_by_role("tab", name="What changed").click()
+    captions = page.locator("#heatmaps .caption-label")
+    captions.nth(1).wait_for()
+    assert all("mean change" in text for text in captions.all_inner_texts())
+    hidden = captions.evaluate_all(
+        "cs => cs.filter(c => { const r = c.getBoundingClientRect(), box = c.closest('#heatmaps')"
+        ".getBoundingClientRect(); return c.scrollWidth > c.clientWidth || r.bottom > box.bottom; }).length")
+    assert hidden == 0, "heat-map captions cut short"
+    page.screenshot(path=str(ARTIFACTS / "phone-heatmaps.png"), full_page=True)
     page.close()

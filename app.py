@@ -255,7 +255,8 @@ CSS = """
   #result-panels .image-container, #result-panels .image-frame, #result-panels img {
     height: auto !important; max-height: 200px; }
   /* the panels' names in full ("Adam + L1 (adam)" was cut by the buttons): no icon before them and no download
-     button (the deblurred PNGs are in the download list below); the full-screen button stays */
+     button (the deblurred PNGs are in the download list below, the other two panels show the photos given); the
+     full-screen button stays */
   #result-panels label[data-testid="block-label"] > span, #result-panels .download-link { display: none; }
   #input-image, #sharp-image { height: 240px !important; }
   #examples .gallery-item .container, #examples .gallery-item img, #sharp-examples .gallery-item .container,

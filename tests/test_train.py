@@ -104,26 +104,35 @@ def test_init_starts_from_a_checkpoint(pairs_folder, tmp_path, tiny_checkpoint):
 def test_a_continued_run_grows_the_encoder_by_blocks_that_start_as_the_identity(pairs_folder, tmp_path):
     torch.manual_seed(0)
     shallow = ViTDeblur(ViTDeblurConfig(decoder="nafnet", encoder_depth=3, layer_scale_init=0.1, **TINY)).eval()
+    torch.nn.init.normal_(shallow.decoder.head.weight, std=0.01)  # a zero head would hide what the tokens are
     checkpoint = save_checkpoint(shallow, tmp_path / "shallow")
     grown = build_model(RECIPES["adam"], str(checkpoint), encoder_depth=6).eval()
     assert len(grown.encoder.blocks) == grown.config.encoder_depth == 6
     image = torch.rand(1, 3, 48, 64)
-    with torch.no_grad():
-        assert torch.allclose(grown(image), shallow(image), atol=1e-6)  # the same function as the checkpoint
-        # the trained blocks are the checkpoint's; the new ones are not copies of them
-        assert torch.equal(grown.encoder.blocks[2].attn.qkv.weight, shallow.encoder.blocks[2].attn.qkv.weight)
-        assert not torch.equal(grown.encoder.blocks[3].attn.qkv.weight, shallow.encoder.blocks[2].attn.qkv.weight)
-    # training it records the grown architecture, which a resumed run rebuilds without --init
+    with torch.no_grad():  # the same function as the checkpoint, its features too
+        assert torch.allclose(grown.tokens(image), shallow.tokens(image), atol=1e-5)
+        assert torch.allclose(grown(image), shallow(image), atol=1e-5)
+        assert not torch.allclose(shallow(image), image, atol=1e-3)
+    # the trained blocks are the checkpoint's; the new ones are not copies of them, and their outputs start at zero
+    assert torch.equal(grown.encoder.blocks[2].attn.qkv.weight, shallow.encoder.blocks[2].attn.qkv.weight)
+    assert not torch.equal(grown.encoder.blocks[3].attn.qkv.weight, shallow.encoder.blocks[2].attn.qkv.weight)
+    new_outputs = [layer.weight for block in grown.encoder.blocks[3:] for layer in (block.attn.proj, block.mlp.fc2)]
+    assert len(new_outputs) == 6 and not any(weight.any() for weight in new_outputs)
+    # training it records the grown architecture, which a resumed run rebuilds, with or without --init given again
     out = tmp_path / "run"
     run(pairs_folder, out, "--epochs", "1", "--init", str(checkpoint), "--encoder-depth", "6")
     assert json.loads((out / "train_config.json").read_text())["encoder_depth"] == 6
     assert load_model(out / "last").config.encoder_depth == 6
     run(pairs_folder, out, "--epochs", "2", "--resume")
-    assert len(read_log(out)) == 2
+    run(pairs_folder, out, "--epochs", "3", "--resume", "--init", str(checkpoint))
+    assert len(read_log(out)) == 3
     with pytest.raises(SystemExit, match="can add blocks but not drop"):
         build_model(RECIPES["adam"], str(checkpoint), encoder_depth=2)
-    with pytest.raises(SystemExit, match="exceeds the 6 blocks"):
+    with pytest.raises(SystemExit, match="--encoder-depth 7: .*exceeds the 6 blocks"):
         build_model(RECIPES["adam"], str(checkpoint), encoder_depth=7)
+    # LARS scales each step to the weights' norm: zero weights would never grow
+    with pytest.raises(SystemExit, match="cannot grow a model trained with LARS"):
+        build_model(RECIPES["sgd"], str(checkpoint), encoder_depth=6)
 
 
 def test_the_weight_average_warms_up_from_scratch_and_starts_at_continued_weights(pairs_folder, tmp_path,
@@ -316,12 +325,17 @@ def test_the_gpu_calls_runs_are_valid_training_commands_on_one_budget(tmp_path):
     assert parsed["adam"].init == "checkpoints/adam" and parsed["adam-scratch"].init is None
     assert sorted(a.out for a in parsed.values()) == sorted(str(tmp_path / run.name) for run in RUNS)
     # the same steps for every run, the same blur for every run from scratch: an equal budget
-    assert {(r.samples_per_epoch, r.epochs, r.batch_size, r.min_scale, r.max_scale, r.val_crop, r.ema_decay)
-            for r in recipes.values()} == {(640, EPOCHS, 16, 0.5, 2.0, 384, 0.995)}
-    # adam continues at the crops its checkpoint was trained on, its grown twin at both sizes
+    assert {(r.samples_per_epoch, r.epochs, r.batch_size, r.min_scale, r.max_scale, r.val_crop)
+            for r in recipes.values()} == {(640, EPOCHS, 16, 0.5, 2.0, 384)}
+    # the continued runs' weight average starts at their checkpoint: a shorter one; the others keep the recipe's
+    assert {name: (a.ema_decay, recipes[name].ema_decay) for name, a in parsed.items() if a.ema_decay} == dict.fromkeys(
+        ["adam", "adam-grown", "adam-grown-256", "sgd"], (0.995, 0.995))
+    assert recipes["adam-scratch"].ema_decay == RECIPES["adam"].ema_decay
+    # adam continues at the 128 px crops of its whole history, and grown at both sizes
+    assert json.loads((Path("checkpoints") / "adam" / "train_config.json").read_text())["crop"] == 128
     assert {name: r.crop for name, r in recipes.items() if r.crop != 256} == {"adam": 128, "adam-grown": 128}
     assert {name: a.encoder_depth for name, a in parsed.items() if a.init and a.encoder_depth} == {
-        "adam-grown": 12, "adam-grown-256": 12, "sgd-grown": 12}
+        "adam-grown": 12, "adam-grown-256": 12}
     assert {name: r.blur for name, r in recipes.items() if parsed[name].init is None} == dict.fromkeys(
         ["adam-scratch", "adam-scratch-deep", "sgd-scratch", "paper-ref-adam", "paper-ref-sgd"], "moving")
     assert (recipes["adam-scratch"].encoder_depth, recipes["adam-scratch-deep"].encoder_depth) == (6, 12)

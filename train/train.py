@@ -263,14 +263,17 @@ def build_model(recipe: Recipe, init: str | None, encoder_depth: int | None = No
         return ViTDeblur(ViTDeblurConfig(**{name: getattr(recipe, name) for name in MODEL_FIELDS}))
     model = load_model(init)
     if encoder_depth is not None and encoder_depth != len(model.encoder.blocks):
+        if encoder_depth > len(model.encoder.blocks) and recipe.lars_trust:
+            # round 10: sgd-grown's new blocks were still exactly zero after 780 steps
+            raise SystemExit("error: --encoder-depth cannot grow a model trained with LARS (--lars-trust > 0): LARS "
+                             "scales each step to the weights' norm, so the new blocks' zero weights would stay zero")
         model = grow_encoder(model, encoder_depth)
     return model
 
 
 def grow_encoder(model: ViTDeblur, depth: int) -> ViTDeblur:
     """The model with `depth` ViT blocks: its own, then new ones whose two residual branches end in zero weights, so
-    that the grown model computes exactly what the trained one did and training adds capacity from there (round 9: the
-    shipped adam gains as little on its training photos as on others; it is short of capacity, not of data)."""
+    that the grown model computes exactly what the trained one did and training adds capacity from there."""
     old_depth = len(model.encoder.blocks)
     if depth < old_depth:
         raise SystemExit(f"error: --encoder-depth {depth}: the checkpoint has {old_depth} ViT blocks, and a continued "
@@ -278,7 +281,7 @@ def grow_encoder(model: ViTDeblur, depth: int) -> ViTDeblur:
     try:
         grown = ViTDeblur(dataclasses.replace(model.config, encoder_depth=depth))
     except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+        raise SystemExit(f"error: --encoder-depth {depth}: {e}") from None
     missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
     new_blocks = {name for name in grown.state_dict()
                   if name.startswith("encoder.blocks.") and int(name.split(".")[2]) >= old_depth}
@@ -591,9 +594,11 @@ def main(argv=None) -> None:
     planned_steps = total_steps = min(recipe.epochs * steps_per_epoch, recipe.max_steps or math.inf)
 
     # channels-last: faster convolutions on CPU (oneDNN) and on CUDA tensor cores
-    # resuming, train_state.pt holds the weights: nothing to download for a run that began from pretrained ones
+    # resuming, train_state.pt holds the weights, and the saved recipe the architecture (of a grown model too): nothing
+    # to download for a run that began from pretrained ones, and --init given again is not read
     built = dataclasses.replace(recipe, pretrained=False) if args.resume else recipe
-    model = build_model(built, args.init, args.encoder_depth).to(device, memory_format=torch.channels_last)
+    model = build_model(built, None if resumed else args.init, args.encoder_depth)
+    model = model.to(device, memory_format=torch.channels_last)
     if args.init:  # the checkpoint decides the architecture (--encoder-depth may grow it); record it (a loaded config
         # always says pretrained=False)
         recipe = dataclasses.replace(recipe, **{name: getattr(model.config, name) for name in MODEL_FIELDS

@@ -181,7 +181,10 @@ def show_results(blurred, adam, sgd, truth, zoom):
     heatmaps = app_logic.change_heatmaps(Image.open(blurred), restored) if blurred else None
     loupe, caption, centre = loupe_view(paths, int(zoom), None)
     visible = [bool(p) for p in paths]
-    return (gr.Column(visible=bool(blurred)), gr.Markdown(visible=not blurred),
+    # panoramas get wider panels (two per row, one on a phone): four abreast, they were 20-50 px high strips
+    wide = bool(blurred) and app_logic.is_panorama(Image.open(blurred).size)
+    return (gr.Column(visible=bool(blurred), elem_classes=["panorama"] if wide else []),
+            gr.Markdown(visible=not blurred),
             *[gr.Image(visible=v) for v in visible],
             *[gr.ImageSlider(visible=bool(p)) for p in (adam, sgd)],
             loupe, caption, centre, heatmaps)
@@ -236,13 +239,19 @@ CSS = """
 #result-panels img, #input-image img, #sharp-image img { object-fit: contain; }
 .loupe-caption p, .hint p { font-size: 0.9em; opacity: 0.8; }
 #loupe .grid-wrap, #heatmaps .grid-wrap { height: auto !important; min-height: 0 !important; }  /* no empty frame */
-/* the heat maps' captions (each variant's mean change) in full under the picture, not cut over it */
-#heatmaps .grid-wrap { max-height: none !important; overflow: visible !important; }
-#heatmaps .gallery-item, #heatmaps .thumbnail-item, #heatmaps .thumbnail-item img { height: auto !important;
-  aspect-ratio: auto !important; overflow: visible !important; }
+/* the loupe's and heat maps' captions (which panel; each variant's mean change) in full under the picture, not cut
+   over it */
+#heatmaps .grid-wrap, #loupe .grid-wrap { max-height: none !important; overflow: visible !important; }
+#heatmaps .gallery-item, #heatmaps .thumbnail-item, #heatmaps .thumbnail-item img, #loupe .gallery-item,
+#loupe .thumbnail-item { height: auto !important; aspect-ratio: auto !important; overflow: visible !important; }
 #heatmaps .thumbnail-item img { max-height: 600px; }
-#heatmaps .caption-label { position: static !important; max-width: none !important; white-space: normal !important;
-  overflow: visible !important; text-overflow: clip !important; }
+#heatmaps .caption-label, #loupe .caption-label { position: static !important; max-width: none !important;
+  white-space: normal !important; overflow: visible !important; text-overflow: clip !important; }
+#results.panorama #result-panels { flex-wrap: wrap !important; }
+#results.panorama #result-panels > * { min-width: calc(50% - 8px) !important; flex: 0 1 calc(50% - 8px) !important;
+  height: auto !important; }
+#results.panorama #result-panels .image-container, #results.panorama #result-panels .image-frame,
+#results.panorama #result-panels img { height: auto !important; }
 /* a read-only list: its "remove" buttons only took the links away */
 #downloads .label-clear-button { display: none; }
 @media (max-width: 640px) {
@@ -250,7 +259,7 @@ CSS = """
      choice and the first result fit within two screens */
   #intro h1 { font-size: 1.4em; }
   #result-panels { flex-wrap: wrap !important; }
-  #result-panels > * { min-width: calc(50% - 8px) !important; flex: 1 1 calc(50% - 8px) !important; }
+  #result-panels > * { min-width: calc(50% - 8px) !important; flex: 0 1 calc(50% - 8px) !important; }
   #result-panels > .block { height: auto !important; }
   #result-panels .image-container, #result-panels .image-frame, #result-panels img {
     height: auto !important; max-height: 200px; }
@@ -264,10 +273,13 @@ CSS = """
   /* tables scroll sideways rather than break numbers and words in the middle */
   #report table, #training-note table { display: block; overflow-x: auto; }
   #report th, #report td, #training-note th, #training-note td { white-space: nowrap; word-break: normal; }
+  #results.panorama #result-panels > * { min-width: 100% !important; flex-basis: 100% !important; }
   /* the loupe's four crops as a 2x2 grid that fits the screen */
   #loupe .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
-  #loupe .gallery-item, #loupe .thumbnail-item { width: 100% !important; height: auto !important; aspect-ratio: 1; }
-  /* download names wrap rather than end in "...", which hid which variant each file is */
+  #loupe .gallery-item, #loupe .thumbnail-item { width: 100% !important; height: auto !important; }
+  #loupe .thumbnail-item img { aspect-ratio: 1; height: auto !important; }
+  /* download names wrap rather than end in "...", which hid which variant each file is, with ".png" after them */
+  #downloads .filename .ext { display: none; }  /* all are PNGs, as the list's label says; more room for the name */
   #downloads .filename, #downloads .filename .stem { white-space: normal !important; overflow-wrap: anywhere;
     text-overflow: clip !important; overflow: visible !important; }
 }
@@ -379,6 +391,15 @@ with gr.Blocks(title="ViTDeblur", delete_cache=(3600, 3600)) as demo:
     clear_outputs = [results, empty_state, *panel_inputs, *sliders, report, downloads, details, loupe,
                      loupe_caption, loupe_centre, heatmaps]
 
+    # A run shows its progress where the results will be, and brings that place into view first: on a phone it is a
+    # screen below the button, and a first run otherwise showed nothing for seconds. (`js` runs before the function and
+    # passes the inputs on unchanged.)
+    progress_places = dict(show_progress_on=[empty_state, *panel_inputs],
+                           js="(...inputs) => { const place = [...document.querySelectorAll('#results, #empty-state')]"
+                              ".find(e => e.offsetParent !== null); if (place && place.getBoundingClientRect().top > "
+                              "0.6 * window.innerHeight) place.scrollIntoView({behavior: 'smooth', block: 'start'}); "
+                              "return inputs; }")
+
     def after_run(event):
         """Show what a run produced, or clear the page when it failed."""
         event.success(show_results, inputs=[*panel_inputs, zoom_input], outputs=show_outputs,
@@ -387,12 +408,12 @@ with gr.Blocks(title="ViTDeblur", delete_cache=(3600, 3600)) as demo:
 
     after_run(run_button.click(
         deblur, inputs=[image_input, variant_input, megapixels_input], outputs=result_outputs,
-        api_name="deblur", concurrency_limit="default",
+        api_name="deblur", concurrency_limit="default", **progress_places,
         api_description="Deblur an image with variant 'adam', 'sgd' or 'both'; max_megapixels is optional."))
     after_run(blur_run_button.click(
         blur_and_deblur, inputs=[sharp_input, blur_variant_input, motion_length_input, motion_angle_input,
                                  shake_input, defocus_input, noise_input, seed_input, megapixels_input],
-        outputs=result_outputs, api_name="blur_and_deblur", concurrency_limit="default",
+        outputs=result_outputs, api_name="blur_and_deblur", concurrency_limit="default", **progress_places,
         api_description="Blur a sharp photo (motion length/angle, camera shake, defocus radius, noise), then "
                         "deblur it; the photo is the ground truth. Same outputs as /deblur."))
     example_gallery.cache_event.success(show_results, inputs=[*panel_inputs, zoom_input], outputs=show_outputs,

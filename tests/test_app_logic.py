@@ -203,6 +203,11 @@ def test_precision_comes_from_the_environment(monkeypatch, checkpoints):
 # The loupe, the heat maps, blur-your-own-photo, the report and the training note
 
 
+def test_panoramas_are_twice_as_wide_as_high_or_more():
+    assert app_logic.is_panorama((3000, 500)) and app_logic.is_panorama((1000, 500))
+    assert not app_logic.is_panorama((999, 500)) and not app_logic.is_panorama((500, 3000))
+
+
 def test_loupe_goes_where_the_models_changed_the_image_most():
     blurred = np.full((120, 200, 3), 0.5, np.float32)
     adam, sgd = blurred.copy(), blurred.copy()

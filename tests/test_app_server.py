@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 from app_fixtures import REPO_ROOT, make_tiny_checkpoints
-from conftest import exif_rotated_jpeg, png_claiming, rgba_png
+from conftest import exif_rotated_jpeg, photo, png_claiming, rgba_png
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image, ImageOps
@@ -330,6 +330,25 @@ def test_browser_blur_your_own_photo(server, browser):
     page.get_by_role("tab", name="Deblur a photo").click()
     page.locator("#empty-state").wait_for()
     assert not page.locator("#panel-blurred").is_visible()
+    page.close()
+
+
+def test_browser_phone_run_shows_progress_in_view_and_a_panorama_in_full_width_panels(server, browser, tmp_path):
+    """On a phone the results are a screen below the Deblur button: a run brings that place into view (where its
+    progress shows), and a panorama's panels take the whole width instead of 20 px high strips."""
+    panorama = tmp_path / "panorama.png"
+    Image.fromarray(np.tile(photo("coffee", (400, 300))[100:200], (1, 3, 1))).save(panorama)  # 1200x100
+    page = open_app(browser, server, 390, 844)
+    page.locator("#input-image input[type=file]").set_input_files(str(panorama))
+    page.locator("#input-image img").wait_for()
+    page.locator("#run").click()
+    page.locator("#panel-sgd img").wait_for()
+    top = page.locator("#results").evaluate("e => e.getBoundingClientRect().top")
+    assert 0 <= top < 844, f"the results begin {top:.0f} px down the screen"
+    for panel in ("panel-blurred", "panel-adam", "panel-sgd"):
+        frame = page.locator(f"#{panel} img").bounding_box()
+        assert frame["width"] > 300 and frame["height"] > 25, f"{panel}: {frame}"
+    page.screenshot(path=str(ARTIFACTS / "phone-panorama.png"), full_page=True)
     page.close()
 
 

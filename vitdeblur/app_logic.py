@@ -382,6 +382,13 @@ LOUPE_VIEW_PX = 256  # each loupe crop is shown at this size; the region's side 
 ZOOMS = (2, 4)
 
 
+PANORAMA_ASPECT = 2.0  # width / height from which the result panels are laid out wider
+
+
+def is_panorama(size: tuple[int, int]) -> bool:
+    return size[0] >= PANORAMA_ASPECT * size[1]
+
+
 def loupe_side(size: tuple[int, int], zoom: int) -> int:
     """The side of the loupe's square region for an image of `size` (width, height); never larger than the image."""
     return max(1, min(LOUPE_VIEW_PX // zoom, *size))

@@ -272,6 +272,11 @@ def test_blur_your_own_photo_has_the_photo_as_ground_truth(models, examples_dir)
     again = app_logic.blur_and_deblur(examples_dir / "pair" / "sharp.png", "adam", models, settings)
     assert np.array_equal(np.asarray(again.blurred), np.asarray(outcome.blurred))  # the seed fixes the blur
     assert "blurred here: motion 7 px at 45°, noise sigma 2/255" in app_logic.metrics_markdown(outcome)
+    assert "too little of it is left" not in app_logic.metrics_markdown(outcome)
+    # a blur as large as the photo is said to be one
+    huge = app_logic.blur_and_deblur(examples_dir / "pair" / "sharp.png", "adam", models,
+                                     app_logic.BlurSettings(motion_length=45))
+    assert "spans more than half of this 96x80 photo" in app_logic.metrics_markdown(huge)
 
 
 def test_report_shows_the_change_against_the_blurred_input_and_marks_the_best():

@@ -281,12 +281,15 @@ def blur_and_deblur(source: str | Path, choice: str, models: Models, settings: B
     original_size = sharp.original_size
     sharp = LoadedImage(sharp.rgb, None, sharp.grayscale)
     report(0.0, "blurring")
-    blurred_rgb = blur_image(sharp.rgb, blur_kernel(settings), settings.noise / 255,
-                             np.random.default_rng(settings.seed))
+    kernel = blur_kernel(settings)
+    blurred_rgb = blur_image(sharp.rgb, kernel, settings.noise / 255, np.random.default_rng(settings.seed))
     if sharp.grayscale:  # the noise differs per channel; a grey photo should stay grey
         blurred_rgb = np.repeat(blurred_rgb.mean(axis=2, keepdims=True), 3, axis=2)
     blurred = LoadedImage(blurred_rgb, None, sharp.grayscale)
     notes = [f"blurred here: {settings.describe()}"] + _downscale_notes(original_size, sharp.size, max_megapixels)
+    if max(kernel.shape) > min(sharp.size) / 2:  # a 30 px streak over a 40x30 photo left colour mush, scored as usual
+        notes.append(f"the blur ({max(kernel.shape)} px across) spans more than half of this {sharp.size[0]}x"
+                     f"{sharp.size[1]} photo: too little of it is left to recover; use a larger photo or less blur")
     return _restore(safe_stem(name), blurred, sharp, variants, models, report, start, original_size, notes)
 
 

@@ -219,6 +219,20 @@ def test_loupe_goes_where_the_models_changed_the_image_most():
     assert x - 16 <= 10 and x + 16 >= 20 and y - 16 <= 10 and y + 16 >= 20  # a window holding the whole change
 
 
+def test_transparent_pixels_count_as_unchanged_for_the_loupe_and_the_heat_maps():
+    rgba = np.full((120, 200, 4), 128, np.uint8)
+    rgba[:60, :100, 3] = 0  # a transparent corner, whose hidden colours the model changed the most
+    restored = rgba.copy()
+    restored[10:30, 10:30, :3] = 255
+    restored[80:100, 150:170, :3] = 160
+    blurred, deblurred = Image.fromarray(rgba), Image.fromarray(restored)
+    x, y = loupe.most_changed_point(blurred, [deblurred], side=32)
+    assert abs(x - 159.5) <= 1 and abs(y - 89.5) <= 1  # the visible change, not the hidden one
+    (heatmap, caption), = app_logic.change_heatmaps(blurred, {"adam": deblurred})
+    assert np.asarray(heatmap)[10:30, 10:30].max() == np.asarray(heatmap)[0, 0].max()  # black as unchanged pixels
+    assert np.asarray(heatmap)[80:100, 150:170].mean() > 100
+
+
 def test_loupe_box_stays_inside_the_image_and_crops_line_up():
     assert app_logic.loupe_side((451, 300), 2) == 128 and app_logic.loupe_side((451, 300), 4) == 64
     assert app_logic.loupe_side((50, 40), 2) == 40  # never larger than the image
@@ -277,6 +291,15 @@ def test_blur_your_own_photo_has_the_photo_as_ground_truth(models, examples_dir)
     huge = app_logic.blur_and_deblur(examples_dir / "pair" / "sharp.png", "adam", models,
                                      app_logic.BlurSettings(motion_length=45))
     assert "spans more than half of this 96x80 photo" in app_logic.metrics_markdown(huge)
+
+
+def test_blur_your_own_transparent_photo_lays_it_on_white_first(models, tmp_path):
+    path = rgba_png(tmp_path / "cut-out.png")  # alpha from 0 (left) to 255 (right)
+    outcome = app_logic.blur_and_deblur(path, "adam", models, app_logic.BlurSettings(motion_length=3))
+    truth = np.asarray(outcome.ground_truth.convert("RGB")).astype(int)
+    photo_rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    assert truth[:, 0].min() >= 254  # the fully transparent column is white, not the colours hidden there
+    assert np.abs(truth[:, -1] - photo_rgb[:, -1]).max() <= 1  # the opaque one is the photo
 
 
 def test_report_shows_the_change_against_the_blurred_input_and_marks_the_best():

@@ -269,7 +269,8 @@ def blur_kernel(settings: BlurSettings) -> np.ndarray:
 def blur_and_deblur(source: str | Path, choice: str, models: Models, settings: BlurSettings,
                     max_megapixels: float | None = None, progress: ProgressCallback | None = None) -> Outcome:
     """Blur a sharp photo with the package's own synthesis (the photo itself is then the ground truth), deblur it
-    and measure PSNR/SSIM. Transparency is dropped: the blur is defined on the colours only."""
+    and measure PSNR/SSIM. A transparent photo is first laid on white, as a viewer sees it: the blur is defined on
+    colours only, and the colours hidden under its transparent pixels are not part of the picture."""
     start = time.perf_counter()
     variants = variants_for(choice)
     check_megapixels(max_megapixels)
@@ -279,7 +280,8 @@ def blur_and_deblur(source: str | Path, choice: str, models: Models, settings: B
     report(0.0, "reading the image")
     name, sharp = read_input(source, max_megapixels)
     original_size = sharp.original_size
-    sharp = LoadedImage(sharp.rgb, None, sharp.grayscale)
+    on_white = sharp.rgb if sharp.alpha is None else sharp.rgb * sharp.alpha[..., None] + 1 - sharp.alpha[..., None]
+    sharp = LoadedImage(on_white.astype(np.float32), None, sharp.grayscale)
     report(0.0, "blurring")
     kernel = blur_kernel(settings)
     blurred_rgb = blur_image(sharp.rgb, kernel, settings.noise / 255, np.random.default_rng(settings.seed))

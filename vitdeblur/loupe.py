@@ -8,8 +8,12 @@ from PIL import Image
 
 
 def change_magnitude(blurred: np.ndarray, restored: np.ndarray) -> np.ndarray:
-    """Per-pixel |deblurred - blurred|, averaged over the colour channels: (H, W) floats in [0, 1]."""
-    return np.abs(_as_float(restored) - _as_float(blurred)).mean(axis=2)
+    """Per-pixel |deblurred - blurred|, averaged over the colour channels: (H, W) floats in [0, 1], weighted by the
+    blurred image's opacity where it has an alpha channel (its transparent pixels' colours are not part of the
+    picture, and the models change them freely: the loupe went to an invisible corner)."""
+    change = np.abs(_as_float(restored) - _as_float(blurred)).mean(axis=2)
+    opacity = _opacity(blurred)
+    return change if opacity is None else change * opacity
 
 
 def most_changed_point(blurred, restored: list, side: int) -> tuple[int, int]:
@@ -48,6 +52,17 @@ def loupe_crops(images: list[tuple[str, Image.Image]], box: tuple[int, int, int,
     left, top, right, bottom = box
     size = ((right - left) * zoom, (bottom - top) * zoom)
     return [(img.crop(box).resize(size, Image.Resampling.NEAREST), f"{caption} · {zoom}x") for caption, img in images]
+
+
+def _opacity(image) -> np.ndarray | None:
+    """The alpha channel as (H, W) floats in [0, 1], or None for an image without one."""
+    if isinstance(image, Image.Image):
+        return np.asarray(image.getchannel("A"), np.float32) / 255 if image.mode in ("RGBA", "LA") else None
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] not in (2, 4):
+        return None
+    alpha = image[..., -1].astype(np.float32)
+    return alpha / 255 if image.dtype == np.uint8 else alpha
 
 
 def _as_float(image) -> np.ndarray:

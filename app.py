@@ -238,6 +238,8 @@ os.environ["GRADIO_EXAMPLES_CACHE"] = str(app_logic.examples_cache_folder(
 CSS = """
 #result-panels img, #input-image img, #sharp-image img { object-fit: contain; }
 .loupe-caption p, .hint p { font-size: 0.9em; opacity: 0.8; }
+/* the controls' explanations in readable grey (the theme's was 1.9:1 against white) */
+.info-text { color: color-mix(in srgb, var(--body-text-color) 75%, transparent) !important; }
 #loupe .grid-wrap, #heatmaps .grid-wrap { height: auto !important; min-height: 0 !important; }  /* no empty frame */
 /* the loupe's and heat maps' captions (which panel; each variant's mean change) in full under the picture, not cut
    over it */

@@ -352,9 +352,23 @@ def test_browser_phone_run_shows_progress_in_view_and_a_panorama_in_full_width_p
     page.close()
 
 
+def contrast_on_white(css_colour: str) -> float:
+    """The WCAG contrast ratio of a computed CSS colour (rgb(), rgba() or color(srgb ...)) drawn on white."""
+    inner = css_colour[css_colour.index("(") + 1:-1]
+    scale = 1.0 if inner.startswith("srgb") else 255.0  # color(srgb r g b / a) has channels in [0, 1]
+    r, g, b, *alpha = (float(v) for v in inner.removeprefix("srgb").replace("/", " ").replace(",", " ").split())
+    a = alpha[0] if alpha else 1.0
+    channels = [a * c / scale + 1 - a for c in (r, g, b)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 1.05 / (0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2] + 0.05)
+
+
 def test_browser_phone_shows_the_first_result_within_two_screens(server, browser):
     page = open_app(browser, server, 390, 844)
     page.screenshot(path=str(ARTIFACTS / "phone-empty.png"), full_page=True)
+    # the controls' explanations are readable (WCAG AA: 4.5:1)
+    colours = page.locator(".info-text").evaluate_all("es => es.map(e => getComputedStyle(e).color)")
+    assert colours and min(contrast_on_white(c) for c in colours) >= 4.5, colours
     click_example(page)
     bottom = page.locator("#panel-adam img").evaluate("img => img.getBoundingClientRect().bottom + window.scrollY")
     assert bottom <= 2 * 844, f"the first result ends {bottom:.0f} px down the page"

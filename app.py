@@ -396,10 +396,10 @@ with gr.Blocks(title="ViTDeblur", delete_cache=(3600, 3600)) as demo:
     # A run shows its progress where the results will be, and brings that place into view first: on a phone it is a
     # screen below the button, and a first run otherwise showed nothing for seconds. (`js` runs before the function and
     # passes the inputs on unchanged.)
-    progress_places = dict(show_progress_on=[empty_state, *panel_inputs],
+    progress_places = dict(show_progress_on=[empty_state, *panel_inputs, report, downloads],
                            js="(...inputs) => { const place = [...document.querySelectorAll('#results, #empty-state')]"
                               ".find(e => e.offsetParent !== null); if (place && place.getBoundingClientRect().top > "
-                              "0.6 * window.innerHeight) place.scrollIntoView({behavior: 'smooth', block: 'start'}); "
+                              "window.innerHeight - 150) place.scrollIntoView({behavior: 'smooth', block: 'start'}); "
                               "return inputs; }")
 
     def after_run(event):

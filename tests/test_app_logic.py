@@ -2,6 +2,7 @@
 
 import base64
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -276,7 +277,7 @@ def test_line_kernel_is_a_normalised_segment_at_the_angle():
         app_logic.blur_kernel(app_logic.BlurSettings(motion_length=500))
 
 
-def test_blur_your_own_photo_has_the_photo_as_ground_truth(models, examples_dir):
+def test_blur_your_own_photo_has_the_photo_as_ground_truth(models, examples_dir, tmp_path):
     settings = app_logic.BlurSettings(motion_length=7, motion_angle=45, noise=2, seed=3)
     outcome = app_logic.blur_and_deblur(examples_dir / "pair" / "sharp.png", "both", models, settings)
     sharp = np.asarray(Image.open(examples_dir / "pair" / "sharp.png"))
@@ -287,10 +288,18 @@ def test_blur_your_own_photo_has_the_photo_as_ground_truth(models, examples_dir)
     assert np.array_equal(np.asarray(again.blurred), np.asarray(outcome.blurred))  # the seed fixes the blur
     assert "blurred here: motion 7 px at 45°, noise sigma 2/255" in app_logic.metrics_markdown(outcome)
     assert "too little of it is left" not in app_logic.metrics_markdown(outcome)
-    # a blur as large as the photo is said to be one
+    # a blur more than half as wide or high as the photo is said to be one, with its own size
     huge = app_logic.blur_and_deblur(examples_dir / "pair" / "sharp.png", "adam", models,
-                                     app_logic.BlurSettings(motion_length=45))
-    assert "spans more than half of this 96x80 photo" in app_logic.metrics_markdown(huge)
+                                     app_logic.BlurSettings(motion_length=60))
+    report = app_logic.metrics_markdown(huge)
+    assert re.search(r"the blur \(6[01]x1 px\) spans more than half of this 96x80 photo", report)
+    upright = app_logic.blur_and_deblur(examples_dir / "pair" / "sharp.png", "adam", models,
+                                        app_logic.BlurSettings(motion_length=45, motion_angle=90))
+    assert "the blur (1x45 px) spans more than half" in app_logic.metrics_markdown(upright)
+    wide = tmp_path / "wide.png"
+    Image.fromarray(photo("coffee", (400, 60))).save(wide)  # a 60 px streak along a 400 px wide photo is fine
+    along = app_logic.blur_and_deblur(wide, "adam", models, app_logic.BlurSettings(motion_length=60))
+    assert "too little of it is left" not in app_logic.metrics_markdown(along)
 
 
 def test_blur_your_own_transparent_photo_lays_it_on_white_first(models, tmp_path):

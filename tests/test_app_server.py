@@ -333,11 +333,12 @@ def test_browser_blur_your_own_photo(server, browser):
     page.close()
 
 
-def test_browser_phone_run_shows_progress_in_view_and_a_panorama_in_full_width_panels(server, browser, tmp_path):
-    """On a phone the results are a screen below the Deblur button: a run brings that place into view (where its
-    progress shows), and a panorama's panels take the whole width instead of 20 px high strips."""
+def test_browser_phone_run_brings_the_results_into_view_and_a_panorama_in_full_width_panels(server, browser,
+                                                                                            tmp_path):
+    """On a phone the results are a screen below the Deblur button: a run brings that place into view (its progress
+    shows there), and a panorama's panels take the whole width instead of 20 px high strips; the next photo's do not."""
     panorama = tmp_path / "panorama.png"
-    Image.fromarray(np.tile(photo("coffee", (400, 300))[100:200], (1, 3, 1))).save(panorama)  # 1200x100
+    Image.fromarray(np.tile(photo("coffee", (400, 300))[50:250], (1, 3, 1))).save(panorama)  # 1200x200
     page = open_app(browser, server, 390, 844)
     page.locator("#input-image input[type=file]").set_input_files(str(panorama))
     page.locator("#input-image img").wait_for()
@@ -347,8 +348,13 @@ def test_browser_phone_run_shows_progress_in_view_and_a_panorama_in_full_width_p
     assert 0 <= top < 844, f"the results begin {top:.0f} px down the screen"
     for panel in ("panel-blurred", "panel-adam", "panel-sgd"):
         frame = page.locator(f"#{panel} img").bounding_box()
-        assert frame["width"] > 300 and frame["height"] > 25, f"{panel}: {frame}"
+        assert frame["width"] > 300 and frame["height"] > 45, f"{panel}: {frame}"
     page.screenshot(path=str(ARTIFACTS / "phone-panorama.png"), full_page=True)
+    assert "panorama" in page.locator("#results").get_attribute("class")
+    page.locator("#examples img").nth(EXAMPLE_INDEX).click()  # an ordinary photo: two panels per row again
+    page.wait_for_function("() => !document.querySelector('#results').classList.contains('panorama')")
+    page.locator("#panel-truth img").wait_for()
+    assert page.locator("#panel-adam img").bounding_box()["width"] < 200
     page.close()
 
 

@@ -232,6 +232,8 @@ def test_transparent_pixels_count_as_unchanged_for_the_loupe_and_the_heat_maps()
     (heatmap, caption), = app_logic.change_heatmaps(blurred, {"adam": deblurred})
     assert np.asarray(heatmap)[10:30, 10:30].max() == np.asarray(heatmap)[0, 0].max()  # black as unchanged pixels
     assert np.asarray(heatmap)[80:100, 150:170].mean() > 100
+    # the mean change in the caption is over the visible three quarters: 400 pixels changed by 32 grey levels
+    assert "mean change 0.7/255" in caption  # 400 * 32 / 18000
 
 
 def test_loupe_box_stays_inside_the_image_and_crops_line_up():

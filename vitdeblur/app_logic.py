@@ -33,7 +33,7 @@ from vitdeblur.examples import EXAMPLES_DIR, Example, find_example
 from vitdeblur.hub import VARIANTS, load_model, resolve_checkpoint
 from vitdeblur.images import ImageError, LoadedImage, check_megapixels, load_image, save_png, to_pil
 from vitdeblur.inference import deblur_array, resolve_device, resolve_precision
-from vitdeblur.loupe import change_magnitude
+from vitdeblur.loupe import change_magnitude, opacity
 from vitdeblur.synthesis import blur_image, defocus_kernel, line_kernel, motion_kernel
 
 CHOICES = (*VARIANTS, "both")  # the values of the app's variant setting and of its API
@@ -409,13 +409,16 @@ def change_heatmaps(blurred, restored: dict[str, object]) -> list[tuple[Image.Im
     changes = {variant: change_magnitude(blurred, image) for variant, image in restored.items()}
     if not changes:
         return []
+    visible = opacity(blurred)  # the mean change is over the visible picture: transparent pixels count as unchanged
+    area = next(iter(changes.values())).size if visible is None else max(float(visible.sum()), 1.0)
     top = max(float(np.percentile(np.stack(list(changes.values())), 99.5)), 1 / 255)
     colormap = colormaps["inferno"]
     maps = []
     for variant, change in changes.items():
         rgb = (colormap(np.clip(change / top, 0, 1))[..., :3] * 255 + 0.5).astype(np.uint8)
         maps.append((Image.fromarray(rgb), f"{VARIANT_LABELS.get(variant, variant)}: mean change "
-                                           f"{change.mean() * 255:.1f}/255 (bright = {top * 255:.0f}/255 or more)"))
+                                           f"{change.sum() / area * 255:.1f}/255 (bright = {top * 255:.0f}/255 or "
+                                           f"more)"))
     return maps
 
 

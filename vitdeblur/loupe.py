@@ -12,8 +12,8 @@ def change_magnitude(blurred: np.ndarray, restored: np.ndarray) -> np.ndarray:
     blurred image's opacity where it has an alpha channel (its transparent pixels' colours are not part of the
     picture, and the models change them freely: the loupe went to an invisible corner)."""
     change = np.abs(_as_float(restored) - _as_float(blurred)).mean(axis=2)
-    opacity = _opacity(blurred)
-    return change if opacity is None else change * opacity
+    alpha = opacity(blurred)
+    return change if alpha is None else change * alpha
 
 
 def most_changed_point(blurred, restored: list, side: int) -> tuple[int, int]:
@@ -54,7 +54,7 @@ def loupe_crops(images: list[tuple[str, Image.Image]], box: tuple[int, int, int,
     return [(img.crop(box).resize(size, Image.Resampling.NEAREST), f"{caption} · {zoom}x") for caption, img in images]
 
 
-def _opacity(image) -> np.ndarray | None:
+def opacity(image) -> np.ndarray | None:
     """The alpha channel as (H, W) floats in [0, 1], or None for an image without one."""
     if isinstance(image, Image.Image):
         return np.asarray(image.getchannel("A"), np.float32) / 255 if image.mode in ("RGBA", "LA") else None

@@ -280,7 +280,7 @@ CSS = """
   #loupe .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
   #loupe .gallery-item, #loupe .thumbnail-item { width: 100% !important; height: auto !important; }
   #loupe .thumbnail-item img { aspect-ratio: 1; height: auto !important; }
-  /* download names wrap rather than end in "...", which hid which variant each file is, with ".png" after them */
+  /* download names wrap rather than end in "...", which hid which variant each file is */
   #downloads .filename .ext { display: none; }  /* all are PNGs, as the list's label says; more room for the name */
   #downloads .filename, #downloads .filename .stem { white-space: normal !important; overflow-wrap: anywhere;
     text-overflow: clip !important; overflow: visible !important; }

@@ -264,7 +264,7 @@ def build_model(recipe: Recipe, init: str | None, encoder_depth: int | None = No
     model = load_model(init)
     if encoder_depth is not None and encoder_depth != len(model.encoder.blocks):
         if encoder_depth > len(model.encoder.blocks) and recipe.lars_trust:
-            # round 10: sgd-grown's new blocks were still exactly zero after 780 steps
+            # round 10: sgd-grown's new blocks were still zero after 780 steps
             raise SystemExit("error: --encoder-depth cannot grow a model trained with LARS (--lars-trust > 0): LARS "
                              "scales each step to the weights' norm, so the new blocks' zero weights would stay zero")
         model = grow_encoder(model, encoder_depth)

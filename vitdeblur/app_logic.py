@@ -289,10 +289,10 @@ def blur_and_deblur(source: str | Path, choice: str, models: Models, settings: B
         blurred_rgb = np.repeat(blurred_rgb.mean(axis=2, keepdims=True), 3, axis=2)
     blurred = LoadedImage(blurred_rgb, None, sharp.grayscale)
     notes = [f"blurred here: {settings.describe()}"] + _downscale_notes(original_size, sharp.size, max_megapixels)
+    # a blur wider or higher than half the photo leaves colour mush (a 30 px streak over a 40x30 photo), scored as usual
     rows, columns = (np.flatnonzero(kernel.any(axis=axis)) for axis in (1, 0))
     extent = (columns[-1] - columns[0] + 1, rows[-1] - rows[0] + 1)  # the blur's own width and height, in px
-    if extent[0] > sharp.size[0] / 2 or extent[1] > sharp.size[1] / 2:  # a 30 px streak over a 40x30 photo left
-        # colour mush, scored as usual
+    if extent[0] > sharp.size[0] / 2 or extent[1] > sharp.size[1] / 2:
         notes.append(f"the blur ({extent[0]}x{extent[1]} px) spans more than half of this {sharp.size[0]}x"
                      f"{sharp.size[1]} photo: too little of it is left to recover; use a larger photo or less blur")
     return _restore(safe_stem(name), blurred, sharp, variants, models, report, start, original_size, notes)

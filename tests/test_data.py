@@ -128,13 +128,14 @@ def test_synthetic_validation_blur_never_changes(sharp_folder):
 
 
 def test_evaluation_pairs_always_differ_from_their_target(sharp_folder):
-    # Half the draws of this spec leave the photo unchanged: evaluation redraws those, training keeps them.
+    # Some draws of this spec leave the photo unchanged (about one in five: no noise and no other change): evaluation
+    # redraws those, training keeps them (100 draws: 20 missed them all once in a CI run, as 1% of runs would)
     spec = BlurSpec(sharp_probability=1.0, noise_probability=0.5, jpeg_probability=0.0)
     pairs = find_pairs(sharp_folder)
     evaluation = DeblurDataset(pairs, train=False, blur_spec=spec)
     assert all(not np.array_equal(*(t.numpy() for t in evaluation[i])) for i in range(len(pairs)))
     training = DeblurDataset(pairs, train=True, crop=32, blur_spec=spec)
-    assert any(np.array_equal(*(t.numpy() for t in training[0])) for _ in range(20))
+    assert any(np.array_equal(*(t.numpy() for t in training[0])) for _ in range(100))
     unchanged_only = DeblurDataset(pairs, train=False, blur_spec=BlurSpec(sharp_probability=1.0, noise_probability=0,
                                                                           jpeg_probability=0))
     with pytest.raises(ValueError, match="only makes unchanged pairs"):

@@ -273,7 +273,15 @@ CSS = """
   #examples .gallery-item .container, #examples .gallery-item img, #sharp-examples .gallery-item .container,
   #sharp-examples .gallery-item img { width: 52px !important; height: 52px !important; }
   /* tables scroll sideways rather than break numbers and words in the middle */
-  #report table, #training-note table { display: block; overflow-x: auto; }
+  #report table, #training-note table { display: block; overflow-x: auto;
+    /* a shadow at an edge with more columns behind it, so that the sideways scroll is seen (Lea Verou's scrolling
+       shadows: the covers move with the content, the shadows stay with the box) */
+    background-image: linear-gradient(to right, var(--body-background-fill) 30%, transparent),
+      linear-gradient(to left, var(--body-background-fill) 30%, transparent),
+      radial-gradient(farthest-side at 0 50%, rgba(0, 0, 0, 0.25), transparent),
+      radial-gradient(farthest-side at 100% 50%, rgba(0, 0, 0, 0.25), transparent);
+    background-position: 0 0, 100% 0, 0 0, 100% 0; background-repeat: no-repeat;
+    background-size: 40px 100%, 40px 100%, 14px 100%, 14px 100%; background-attachment: local, local, scroll, scroll; }
   #report th, #report td, #training-note th, #training-note td { white-space: nowrap; word-break: normal; }
   #results.panorama #result-panels > * { min-width: 100% !important; flex-basis: 100% !important; }
   /* the loupe's four crops as a 2x2 grid that fits the screen */

@@ -386,6 +386,11 @@ def test_browser_phone_shows_the_first_result_within_two_screens(server, browser
         " const lines = new Set([...r.getClientRects()].map(b => Math.round(b.top))); return lines.size > 1; }))"
         ".map(c => c.innerText)")
     assert not broken, f"wrapped table cells on a phone: {broken}"
+    # ...and shows that it does: a shadow at the edge with columns behind it (Gradio's CSS processing once dropped
+    # the `background` shorthand that drew it)
+    overflow, layers = page.locator("#report table").evaluate(
+        "t => [t.scrollWidth > t.clientWidth, getComputedStyle(t).backgroundImage]")
+    assert overflow and layers.count("radial-gradient") == 2, layers
     # all four loupe crops fit the screen's width, and their frame is no taller than they are
     rights = page.locator("#loupe img").evaluate_all("imgs => imgs.map(i => i.getBoundingClientRect().right)")
     assert len(rights) == 4 and max(rights) <= 390, rights

@@ -205,6 +205,22 @@ def clear_results():
             *[None] * len(app_logic.VARIANTS), None, None, None, None, "", None, None)
 
 
+def name_its_refusals(component: gr.components.Component) -> gr.components.Component:
+    """Gradio refuses an API value out of a slider's range or a radio's choices with a message that names no setting
+    ("Value 999 is greater than maximum value 64.") and a traceback in the server log: name the setting, no
+    traceback. Overridden on the instance, as in pass_upload_untouched."""
+    preprocess = component.preprocess
+
+    def checked(payload):
+        try:
+            return preprocess(payload)
+        except gr.Error as e:
+            raise gr.Error(f"{component.label}: {e.message}", print_exception=False) from None
+
+    component.preprocess = checked
+    return component
+
+
 def _panel(label: str, elem_id: str, visible: bool = True) -> gr.Image:
     # format="png": Gradio would otherwise re-encode images as lossy webp and blur the comparison
     return gr.Image(label=label, elem_id=elem_id, format="png", type="filepath", interactive=False,
@@ -396,6 +412,9 @@ with gr.Blocks(title="ViTDeblur", delete_cache=(3600, 3600)) as demo:
     loupe_centre = gr.State(None)
     gr.Markdown(TRAINING_NOTE, elem_id="training-note")
 
+    for setting in (variant_input, blur_variant_input, motion_length_input, motion_angle_input, shake_input,
+                    defocus_input, noise_input, seed_input, megapixels_input):
+        name_its_refusals(setting)
     panel_inputs = [blurred_panel, *variant_panels, truth_panel]
     show_outputs = [results, empty_state, *panel_inputs, *sliders, loupe, loupe_caption, loupe_centre, heatmaps]
     clear_outputs = [results, empty_state, *panel_inputs, *sliders, report, downloads, details, loupe,

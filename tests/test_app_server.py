@@ -178,6 +178,18 @@ def test_bad_upload_gets_a_message_and_the_app_keeps_serving(client, tmp_path, c
     assert Image.open(adam).size == (96, 64)
 
 
+@pytest.mark.parametrize("settings, message", [
+    (("both", 999, 0, 0, 0, 0, 0), "Motion length \\(px\\): Value 999 is greater than maximum value 64"),
+    (("nope", 15, 0, 0, 0, 0, 0), "Variant: .*'nope'.* not in the list of choices"),
+])
+def test_api_values_out_of_range_are_refused_naming_the_setting(client, tmp_path, settings, message):
+    # and without a traceback in the server log (the server fixture checks it at the end)
+    sharp = tmp_path / "sharp.png"
+    Image.fromarray(photo("coffee", (96, 64))).save(sharp)
+    with pytest.raises(AppError, match=message):
+        client.predict(handle_file(str(sharp)), *settings, api_name="/blur_and_deblur")
+
+
 def test_upload_over_the_limit_is_refused(server):
     too_big = os.urandom((UPLOAD_LIMIT_MB + 1) * 1_000_000)
     response = httpx.post(server + "gradio_api/upload", files={"files": ("big.png", too_big, "image/png")},

@@ -178,11 +178,12 @@ def show_results(blurred, adam, sgd, truth, zoom):
     """After a run: show the panels that have an image, the loupe on the most-changed region and the heat maps."""
     paths = [blurred, adam, sgd, truth]
     restored = {v: Image.open(p) for v, p in zip(app_logic.VARIANTS, (adam, sgd)) if p}
-    heatmaps = app_logic.change_heatmaps(Image.open(blurred), restored) if blurred else None
+    blurred_image = Image.open(blurred) if blurred else None
+    heatmaps = app_logic.change_heatmaps(blurred_image, restored) if blurred_image else None
     loupe, caption, centre = loupe_view(paths, int(zoom), None)
     visible = [bool(p) for p in paths]
     # panoramas get wider panels (two per row, one on a phone): four abreast, they were 20-50 px high strips
-    wide = bool(blurred) and app_logic.is_panorama(Image.open(blurred).size)
+    wide = blurred_image is not None and app_logic.is_panorama(blurred_image.size)
     return (gr.Column(visible=bool(blurred), elem_classes=["panorama"] if wide else []),
             gr.Markdown(visible=not blurred),
             *[gr.Image(visible=v) for v in visible],

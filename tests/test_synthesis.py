@@ -1,9 +1,16 @@
+import re
+
 import numpy as np
 import pytest
 import torch
-from conftest import photo
+from conftest import photo, tiny_model
 
 from train.blur_stats import main as blur_stats
+from train.degradation_gains import degraded_crops
+from train.degradation_gains import main as degradation_gains
+from vitdeblur import save_checkpoint
+from vitdeblur.data import find_pairs
+from vitdeblur.evaluate import psnr
 from vitdeblur.synthesis import (BLURS, BlurMix, BlurSpec, Degradation, degrade, degrade_crop, line_kernel,
                                  scaled_size, shake)
 
@@ -189,3 +196,43 @@ def test_a_batch_adds_each_image_its_own_noise():
     noisy, _ = degrade_batch(grey, ds, torch.Generator().manual_seed(0), [(0, 0)] * 3, [(64, 64)] * 3)
     spread = [(n - 0.5).std().item() for n in noisy]
     assert spread[1] == 0 and spread[0] > 3 * spread[2] > 0
+
+
+def test_blur_only_draws_one_blur_of_the_asked_kind_and_extent_and_nothing_else():
+    from vitdeblur.synthesis import REALISTIC
+
+    for kind in ("shake", "motion", "defocus"):
+        d = REALISTIC.blur_only(kind, 9, np.random.default_rng(0), linear=False)
+        assert (d.kind, d.extent, d.linear) == (kind, 9.0, False)
+        assert (d.poses is not None) == (kind == "shake") and (d.kernel is not None) == (kind != "shake")
+        assert d.highlight_gain == 1 and not (d.shot_noise or d.read_noise) and d.jpeg_quality is None
+    with pytest.raises(ValueError, match="kind must be one of"):
+        REALISTIC.blur_only("sharp", 9, np.random.default_rng(0))
+
+
+def test_degradation_gains_are_per_kind_fixed_by_name_and_zero_for_a_model_that_changes_nothing(
+        sharp_folder, tmp_path, capsys):
+    photos = find_pairs(sharp_folder)[:1]
+    crops, again = degraded_crops(photos, 64), degraded_crops(photos, 64)
+    blurred = {name: np.mean([psnr(b, s) for b, s in pairs]) for name, pairs in crops.items()}
+    assert all(np.isfinite(v) for v in blurred.values())  # every condition changes the crops
+    assert blurred["shake 24 px"] < blurred["shake 6 px"] < blurred["shake 2 px"]
+    assert blurred["motion kernel 25 px"] < blurred["motion kernel 7 px"]
+    assert all(np.array_equal(a[0], b[0]) for name in crops for a, b in zip(crops[name], again[name]))
+
+    identity = save_checkpoint(tiny_model("nafnet", perturb=False), tmp_path / "identity")  # its head starts at zero
+    degradation_gains(["--sharp", str(sharp_folder), "--split", "test", "-c", str(identity), "--precision", "fp32"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(tuple(crops))]
+    assert len(rows) == len(crops)
+    gains = [float(g) for row in rows for g in re.findall(r"[+-]\d+\.\d\d", row)]
+    assert len(gains) == 2 * len(crops) and all(abs(g) < 0.01 for g in gains)
+
+
+def test_smooth_camera_paths_keep_the_middle_frame_near_the_blurs_centroid():
+    rng = np.random.default_rng(0)
+
+    def middle_to_centroid(spec: BlurSpec) -> float:  # median, in units of the blur's extent
+        paths = [spec.blur_only("shake", 12, rng).poses[:, :2] for _ in range(200)]
+        return float(np.median([np.hypot(*(p.mean(axis=0) - p[len(p) // 2])) / 12 for p in paths]))
+
+    assert middle_to_centroid(BlurSpec(smooth_path_probability=1.0)) < 0.5 * middle_to_centroid(BlurSpec())

@@ -329,15 +329,19 @@ def test_the_gpu_calls_runs_are_valid_training_commands_on_one_budget(tmp_path):
             for r in recipes.values()} == {(640, EPOCHS, 16, 0.5, 2.0, 384)}
     # the continued runs' weight average starts at their checkpoint: a shorter one; the others keep the recipe's
     assert {name: (a.ema_decay, recipes[name].ema_decay) for name, a in parsed.items() if a.ema_decay} == dict.fromkeys(
-        ["adam", "adam-grown", "adam-grown-256", "sgd"], (0.995, 0.995))
+        ["adam", "adam-smooth", "adam-grown", "adam-grown-256", "sgd"], (0.995, 0.995))
     assert recipes["adam-scratch"].ema_decay == RECIPES["adam"].ema_decay
     # adam continues at the 128 px crops of its whole history, and grown at both sizes
     assert json.loads((Path("checkpoints") / "adam" / "train_config.json").read_text())["crop"] == 128
-    assert {name: r.crop for name, r in recipes.items() if r.crop != 256} == {"adam": 128, "adam-grown": 128}
+    assert {name: r.crop for name, r in recipes.items() if r.crop != 256} == {"adam": 128, "adam-smooth": 128,
+                                                                              "adam-grown": 128}
     assert {name: a.encoder_depth for name, a in parsed.items() if a.init and a.encoder_depth} == {
         "adam-grown": 12, "adam-grown-256": 12}
-    assert {name: r.blur for name, r in recipes.items() if parsed[name].init is None} == dict.fromkeys(
-        ["adam-scratch", "adam-scratch-deep", "sgd-scratch", "paper-ref-adam", "paper-ref-sgd"], "moving")
+    assert {name: r.blur for name, r in recipes.items() if parsed[name].init is None} == {
+        **dict.fromkeys(["adam-scratch", "adam-scratch-deep", "sgd-scratch", "paper-ref-adam", "paper-ref-sgd"],
+                        "moving"), "adam-scratch-smooth": "mixed-smooth"}
+    # a run that names its mix trains on it, continued or not; the other continued runs keep their checkpoint's
+    assert (recipes["adam-smooth"].blur, recipes["adam-smooth"].fft_loss_weight) == ("mixed-smooth", 0.1)
     assert (recipes["adam-scratch"].encoder_depth, recipes["adam-scratch-deep"].encoder_depth) == (6, 12)
     # continued runs keep the mix and loss terms their checkpoint was trained on (switching costs them epochs)
     for name in ("adam", "sgd"):

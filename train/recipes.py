@@ -41,7 +41,7 @@ class Recipe:
     gamma: float = 0.5  # StepLR: decay factor
     grad_clip: float | None = None
     # data and length
-    blur: str = "realistic"  # synthetic blur of sharp photos: realistic | kernels | mixed (vitdeblur.synthesis.BLURS)
+    blur: str = "realistic"  # synthetic blur of sharp photos: vitdeblur.synthesis.BLURS: realistic, kernels, mixed, ...
     epochs: int = 100
     max_steps: int | None = None  # stop earlier than `epochs` after this many optimiser steps
     batch_size: int = 16

@@ -148,6 +148,7 @@ BLUR_TEXT = {  # a recipe's `blur` mix (vitdeblur.synthesis.BLURS) in words
     "kernels": KERNELS_BLUR,
     "mixed": f"half {REALISTIC_BLUR}; half {KERNELS_BLUR}",
     "moving": f"half {REALISTIC_BLUR}, a third of its shaken pairs with a moving object; half {KERNELS_BLUR}",
+    "mixed-smooth": f"half {REALISTIC_BLUR}, the shake along smooth camera paths; half {KERNELS_BLUR}",
 }
 
 

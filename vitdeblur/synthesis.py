@@ -94,6 +94,17 @@ def _random_walk(rng: np.random.Generator, steps: int, dims: int) -> np.ndarray:
     return points - points.mean(axis=0)
 
 
+def _smooth_path(rng: np.random.Generator, steps: int, dims: int) -> np.ndarray:
+    """A smooth path over one exposure: a velocity bent by an acceleration and a jerk, centred on its mean. A hand
+    shaking at ~2 Hz moves the camera in nearly straight arcs over the 30-50 ms of a GoPro blur (acceleration x
+    exposure ~0.6 x velocity), so the middle frame sits near the blur's centroid; along a random walk it can lie
+    anywhere on the streak, which the blurred image does not show."""
+    t = np.linspace(-0.5, 0.5, steps)[:, None]
+    velocity, acceleration, jerk = rng.normal(size=(3, dims)) * np.array([[1.0], [0.6], [0.3]])
+    points = velocity * t + acceleration * t ** 2 / 2 + jerk * t ** 3 / 6
+    return points - points.mean(axis=0)
+
+
 @dataclass
 class Degradation:
     """One sampled degradation. Shake poses are per frame: (dy, dx) in pixels, roll in radians, zoom - 1."""
@@ -139,6 +150,7 @@ class BlurSpec:
     middle_frame_probability: float = 0.5  # shake: the sharp target is the middle frame (GoPro), else the centroid
     max_roll_share: float = 0.6  # shake: share of the extent that roll may cause at the image corners
     max_zoom_share: float = 0.3
+    smooth_path_probability: float = 0.0  # shake: smooth arcs (`_smooth_path`) instead of random walks
     linear_probability: float = 0.7
     highlight_probability: float = 0.4
     max_highlight_gain: float = 4.0
@@ -161,12 +173,7 @@ class BlurSpec:
             v = rng.random()
             d.kind = "shake" if v < self.shake_probability else (
                 "defocus" if v < self.shake_probability + self.defocus_probability else "motion")
-        if d.kind == "shake":
-            d.poses, anchor = self._trajectory(rng, d.extent)
-        elif d.kind == "motion":
-            d.kernel = motion_kernel(rng, max(3, int(round(d.extent)) | 1))
-        elif d.kind == "defocus":
-            d.kernel = defocus_kernel(max(0.5, d.extent / 2))
+        anchor = self._draw_blur(d, rng)
         if rng.random() < self.highlight_probability:
             d.highlight_gain = float(rng.uniform(1.0, self.max_highlight_gain))
         if rng.random() < self.noise_probability:
@@ -177,6 +184,26 @@ class BlurSpec:
         if d.kind == "shake" and self.mover_probability and rng.random() < self.mover_probability:
             self._add_mover(rng, d, anchor)  # drawn last: specs without movers draw exactly what they did before
         return d
+
+    def blur_only(self, kind: str, extent: float, rng: np.random.Generator, linear: bool = True) -> Degradation:
+        """A blur of one kind and extent, without highlights, noise or JPEG: for measuring what a model undoes."""
+        if kind not in KINDS[1:]:
+            raise ValueError(f"kind must be one of {KINDS[1:]}, got {kind!r}")
+        d = Degradation(kind=kind, extent=float(extent), linear=linear)
+        self._draw_blur(d, rng)
+        return d
+
+    def _draw_blur(self, d: Degradation, rng: np.random.Generator) -> int | None:
+        """Fills in the camera path (shake) or kernel of `d`'s kind and extent; returns the frame a shake's target
+        is (None: its centroid, or no shake)."""
+        if d.kind == "shake":
+            d.poses, anchor = self._trajectory(rng, d.extent)
+            return anchor
+        if d.kind == "motion":
+            d.kernel = motion_kernel(rng, max(3, int(round(d.extent)) | 1))
+        elif d.kind == "defocus":
+            d.kernel = defocus_kernel(max(0.5, d.extent / 2))
+        return None
 
     def _add_mover(self, rng: np.random.Generator, d: Degradation, anchor: int | None) -> None:
         """An object of 10-60% of the region's side on a smooth path of its own, at rest in the target frame."""
@@ -195,7 +222,9 @@ class BlurSpec:
         frame the target is (None: the target is the path's centroid)."""
         # 7-13 frames like GoPro (ghosting on fast motion), else dense enough for a continuous streak
         frames = int(rng.integers(7, 14)) if rng.random() < 0.3 else int(np.clip(extent, 9, 32))
-        path = _random_walk(rng, frames, 4)
+        # drawn only when asked, so that specs without smooth paths draw exactly what they did before
+        smooth = self.smooth_path_probability and rng.random() < self.smooth_path_probability
+        path = (_smooth_path if smooth else _random_walk)(rng, frames, 4)
         path /= np.maximum(np.abs(path).max(axis=0), 1e-6)  # each component in [-1, 1]
         shares = np.array([1.0, 1.0, rng.uniform(0, self.max_roll_share), rng.uniform(0, self.max_zoom_share)])
         shares[:2] *= rng.uniform(0.2, 1.0, 2)  # elongated paths as often as round ones
@@ -221,13 +250,14 @@ class BlurMix:
 # Named blur mixes (a recipe's `blur` field). "kernels" is the project's first synthesis, kept for ablations: uniform
 # motion (70%) and defocus kernels of 7-41 px in linear light with Gaussian noise; no shake, sharp or lightly blurred
 # pairs, highlights or JPEG. "mixed" draws half its pairs from each; "moving" is "mixed" with a moving object in a
-# third of the shaken pairs.
+# third of the shaken pairs; "mixed-smooth" is "mixed" with smooth camera paths (`_smooth_path`).
 REALISTIC = BlurSpec()
 KERNELS = BlurSpec(sharp_probability=0.0, light_probability=0.0, min_extent=7.0, max_extent=41.0,
                    shake_probability=0.0, defocus_probability=0.3, linear_probability=1.0, highlight_probability=0.0,
                    noise_probability=1.0, max_shot_noise=0.0, max_read_noise=0.01, jpeg_probability=0.0)
 BLURS = {"realistic": REALISTIC, "kernels": KERNELS, "mixed": BlurMix((REALISTIC, KERNELS), (0.5, 0.5)),
-         "moving": BlurMix((BlurSpec(mover_probability=1 / 3), KERNELS), (0.5, 0.5))}
+         "moving": BlurMix((BlurSpec(mover_probability=1 / 3), KERNELS), (0.5, 0.5)),
+         "mixed-smooth": BlurMix((BlurSpec(smooth_path_probability=1.0), KERNELS), (0.5, 0.5))}
 
 
 def _to_linear(x: torch.Tensor) -> torch.Tensor:

@@ -3,9 +3,9 @@
 A synthetic test's mean gain mixes easy wins (noise removal) with hard ones (large blur) and hides losses on images
 that need nothing done. This prints the gain (model PSNR - blurred PSNR) per kind of degradation, one at a time:
 unblurred crops with only noise or only JPEG (a model should gain or leave them alone), camera shake of 2-24 px
-along smooth paths (averaged in linear light or in sRGB) and along random walks, uniform motion kernels and defocus,
-each without noise. Centre crops of the folder's validation split (never trained on); every degradation is fixed
-by the photo's name, so runs compare.
+along smooth paths and along random walks, uniform motion kernels and defocus, each without noise, averaged in
+linear light and (one size of each kind) in sRGB. Centre crops of the folder's validation split (never trained on);
+every degradation is fixed by the photo's name, so runs compare.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ def conditions() -> dict[str, Callable[[np.random.Generator], Degradation]]:
         "shake 12 px, sRGB mean": blur("shake", 12, linear=False),
         "shake 12 px, random walk": blur("shake", 12, spec=REALISTIC),
         **{f"motion kernel {e} px": blur("motion", e) for e in (7, 13, 25)},
+        "motion kernel 13 px, sRGB mean": blur("motion", 13, linear=False),
         **{f"defocus {e} px": blur("defocus", e) for e in (4, 8)},
+        "defocus 8 px, sRGB mean": blur("defocus", 8, linear=False),
     }
 
 
@@ -83,11 +85,11 @@ def main(argv=None) -> None:
     models = {name: load_model(name) for name in args.checkpoint}
     print(f"{len(photos)} photos ({args.split} split), {args.crop} px centre crops; gain = model - blurred PSNR, "
           f"mean (worst)")
-    print(f"{'degradation':<24}{'blurred':>9}" + "".join(f"{name[-22:]:>24}" for name in models))
+    print(f"{'degradation':<32}{'blurred':>9}" + "".join(f"{name[-22:]:>24}" for name in models))
     for name, pairs in crops.items():
         blurred = np.mean([psnr(b, s) for b, s in pairs])
         row = [gains(model, pairs, args.precision) for model in models.values()]
-        print(f"{name:<24}{blurred:>6.2f} dB" + "".join(f"{g.mean():>+14.2f} ({g.min():+.2f})" for g in row),
+        print(f"{name:<32}{blurred:>6.2f} dB" + "".join(f"{g.mean():>+14.2f} ({g.min():+.2f})" for g in row),
               flush=True)
 
 

@@ -11,8 +11,8 @@ from train.degradation_gains import main as degradation_gains
 from vitdeblur import save_checkpoint
 from vitdeblur.data import find_pairs
 from vitdeblur.evaluate import psnr
-from vitdeblur.synthesis import (BLURS, BlurMix, BlurSpec, Degradation, degrade, degrade_crop, line_kernel,
-                                 scaled_size, shake)
+from vitdeblur.synthesis import (BLURS, REALISTIC, BlurMix, BlurSpec, Degradation, degrade, degrade_crop,
+                                 line_kernel, scaled_size, shake)
 
 
 def image_tensor(name="astronaut", size=(96, 96)) -> torch.Tensor:
@@ -199,8 +199,6 @@ def test_a_batch_adds_each_image_its_own_noise():
 
 
 def test_blur_only_draws_one_blur_of_the_asked_kind_and_extent_and_nothing_else():
-    from vitdeblur.synthesis import REALISTIC
-
     for kind in ("shake", "motion", "defocus"):
         d = REALISTIC.blur_only(kind, 9, np.random.default_rng(0), linear=False)
         assert (d.kind, d.extent, d.linear) == (kind, 9.0, False)

@@ -271,6 +271,8 @@ CSS = """
   height: auto !important; }
 #results.panorama #result-panels .image-container, #results.panorama #result-panels .image-frame,
 #results.panorama #result-panels img { height: auto !important; }
+/* the blur settings sit two to a row: a narrower number box leaves their names room for one line on a desktop */
+.blur-setting input[type="number"] { width: 4.5em; }
 /* a read-only list: its "remove" buttons only took the links away */
 #downloads .label-clear-button { display: none; }
 @media (max-width: 640px) {
@@ -358,17 +360,18 @@ with gr.Blocks(title="ViTDeblur", delete_cache=(3600, 3600)) as demo:
                 with gr.Column(scale=2, min_width=280):
                     with gr.Row():
                         motion_length_input = gr.Slider(0, app_logic.MAX_BLUR_PX, value=15, step=1,
-                                                        label="Motion length (px)", elem_id="motion-length")
-                        motion_angle_input = gr.Slider(0, 180, value=0, step=5, label="Motion angle (degrees)",
-                                                       elem_id="motion-angle")
+                                                        label="Motion length (px)", elem_id="motion-length",
+                                                        elem_classes=["blur-setting"])
+                        motion_angle_input = gr.Slider(0, 180, value=0, step=5, label="Motion angle (°)",
+                                                       elem_id="motion-angle", elem_classes=["blur-setting"])
                     with gr.Row():
-                        shake_input = gr.Slider(0, app_logic.MAX_BLUR_PX, value=0, step=1,
-                                                label="Camera shake (px)", elem_id="shake")
+                        shake_input = gr.Slider(0, app_logic.MAX_BLUR_PX, value=0, step=1, label="Camera shake (px)",
+                                                elem_id="shake", elem_classes=["blur-setting"])
                         defocus_input = gr.Slider(0, 20, value=0, step=0.5, label="Defocus radius (px)",
-                                                  elem_id="defocus")
+                                                  elem_id="defocus", elem_classes=["blur-setting"])
                     with gr.Row():
                         noise_input = gr.Slider(0, 20, value=2, step=0.5, label="Noise (grey levels)",
-                                                elem_id="noise")
+                                                elem_id="noise", elem_classes=["blur-setting"])
                         seed_input = gr.Number(0, precision=0, label="Seed (shake path, noise)", elem_id="seed")
                     blur_variant_input = gr.Radio(app_logic.CHOICE_LABELS, value="both", label="Variant",
                                                   elem_id="blur-variant")

@@ -328,6 +328,10 @@ def test_browser_bad_upload_after_an_example_gets_the_clear_message(server, brow
 def test_browser_blur_your_own_photo(server, browser):
     page = open_app(browser, server, 1440, 900)
     page.get_by_role("tab", name="Blur your own sharp photo").click()
+    # on a desktop the blur settings' names fit on one line beside their number boxes (they took two or three)
+    lines = page.locator(".blur-setting [data-testid=block-info]").evaluate_all(
+        "names => names.map(n => n.getBoundingClientRect().height / parseFloat(getComputedStyle(n).fontSize))")
+    assert len(lines) == 5 and max(lines) < 2, lines
     page.locator("#sharp-examples img").nth(EXAMPLE_INDEX).click()
     page.locator("#sharp-image img").wait_for()
     page.locator("#blur-run").click()

@@ -33,7 +33,7 @@ from vitdeblur.examples import EXAMPLES_DIR, Example, find_example
 from vitdeblur.hub import VARIANTS, load_model, resolve_checkpoint
 from vitdeblur.images import ImageError, LoadedImage, check_megapixels, load_image, save_png, to_pil
 from vitdeblur.inference import deblur_array, resolve_device, resolve_precision
-from vitdeblur.loupe import change_magnitude, opacity
+from vitdeblur.loupe import change_magnitude, opacity, picture
 from vitdeblur.synthesis import blur_image, defocus_kernel, line_kernel, motion_kernel
 
 CHOICES = (*VARIANTS, "both")  # the values of the app's variant setting and of its API
@@ -406,6 +406,7 @@ def change_heatmaps(blurred, restored: dict[str, object]) -> list[tuple[Image.Im
     """One heat map of |deblurred - blurred| per variant, on one shared scale so that the variants compare: black is
     unchanged, bright yellow is the largest change (the 99.5th percentile over all variants, so a few extreme pixels
     do not wash out the rest). Captions give the scale and the mean change in 8-bit grey levels."""
+    blurred = picture(blurred)  # converted once for all the variants and the caption's area
     changes = {variant: change_magnitude(blurred, image) for variant, image in restored.items()}
     if not changes:
         return []

@@ -19,6 +19,7 @@ def change_magnitude(blurred: np.ndarray, restored: np.ndarray) -> np.ndarray:
 def most_changed_point(blurred, restored: list, side: int) -> tuple[int, int]:
     """The centre (x, y) of the side x side window where the variants changed the image most (the sum of
     |deblurred - blurred| over the window and over the variants): where deblurring is worth looking at."""
+    blurred = picture(blurred)  # converted once for all the variants
     change = sum(change_magnitude(blurred, r) for r in restored)
     if np.isscalar(change):  # no variant ran
         change = np.zeros(_as_float(blurred).shape[:2])
@@ -52,6 +53,15 @@ def loupe_crops(images: list[tuple[str, Image.Image]], box: tuple[int, int, int,
     left, top, right, bottom = box
     size = ((right - left) * zoom, (bottom - top) * zoom)
     return [(img.crop(box).resize(size, Image.Resampling.NEAREST), f"{caption} · {zoom}x") for caption, img in images]
+
+
+def picture(image) -> np.ndarray:
+    """A PIL image or an array as floats in [0, 1], its alpha channel kept (RGBA for a PIL image with one): what
+    change_magnitude and opacity read, converted once for several uses."""
+    if isinstance(image, Image.Image):
+        image = image.convert("RGBA") if image.mode in ("RGBA", "LA") else image.convert("RGB")
+    image = np.asarray(image)
+    return image.astype(np.float32) / 255 if image.dtype == np.uint8 else image
 
 
 def opacity(image) -> np.ndarray | None:

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from conftest import save
 from PIL import Image
 
@@ -84,16 +85,29 @@ def test_bench_runs_end_to_end_and_writes_json(tiny_checkpoint, tmp_path, capsys
     main(["bench", "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--photo-size", "200x150",
           "--repeats", "1", "--json", str(out_json)])
     result = json.loads(out_json.read_text())
-    for key in ("gflop_per_tile", "gemm_peak_gflops", "bf16_gemm_speedup", "bf16_speedup", "auto_precision",
-                "peak_rss_mb", "frame", "photo"):
+    for key in ("gflop_per_tile", "gemm_peak_gflops", "bf16_gemm_speedup", "auto_precision", "peak_rss_mb", "frame",
+                "photo"):
         assert key in result
     frame = result["frame"]
     assert frame["size"] == [1280, 720] and frame["tiles"] * frame["tile_shape"][0] * frame["tile_shape"][1] > 1280 * 720
     assert frame["tile_overhead"] > 1 and frame["gflop"] > result["gflop_per_tile"] > 0
-    for precision in ("fp32", "bf16"):
-        assert frame["seconds"][precision] > 0 and result["gemm_peak_gflops"][precision] > 0
+    assert result["gemm_peak_gflops"]["fp32"] > 0 and result["gemm_peak_gflops"]["bf16"] > 0
+    assert "fp32" in result["timed_precisions"] and ("bf16_speedup" in result) == ("bf16" in result["timed_precisions"])
+    for precision in result["timed_precisions"]:
+        assert frame["seconds"][precision] > 0
     assert result["photo"]["size"] == [200, 150]
     assert "GEMM peak" in capsys.readouterr().out
+
+
+def test_bench_times_bf16_on_a_cpu_only_where_it_is_fast(monkeypatch):
+    from vitdeblur import bench, inference
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(inference, "fast_bf16_cpu_flags", lambda: [])
+    monkeypatch.setattr(bench, "fast_bf16_cpu_flags", lambda: [])
+    assert bench.timed_precisions(cpu) == ("fp32",)
+    monkeypatch.setattr(bench, "fast_bf16_cpu_flags", lambda: ["amx_bf16"])
+    assert bench.timed_precisions(cpu) == ("fp32", "bf16")
 
 
 def test_deblur_and_evaluate_take_a_precision(tiny_checkpoint, pairs_folder, tmp_path):

@@ -1,5 +1,6 @@
 import argparse
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,8 +10,9 @@ import torch.nn.functional as F
 from conftest import TINY, photo
 
 from train.recipes import RECIPES, Recipe
-from train.train import (LARS, TrainingDiverged, WeightEMA, build_loader, build_model, compute_loss, lr_factor, main,
-                         make_optimizer, parse_args, resolve_recipe, steps_in_budget, train_step, training_sets)
+from train.train import (LARS, TrainingDiverged, WeightEMA, amp_dtype, build_loader, build_model, compute_loss,
+                         lr_factor, main, make_optimizer, parse_args, resolve_recipe, steps_in_budget, train_step,
+                         training_sets)
 from vitdeblur import ViTDeblur, ViTDeblurConfig, load_model, save_checkpoint
 from vitdeblur.synthesis import BLURS
 
@@ -169,6 +171,17 @@ def test_nan_loss_stops_with_a_clear_message(pairs_folder, tmp_path):
     with pytest.raises(TrainingDiverged, match="loss became"):
         main(["--recipe", "sgd", "--data", str(pairs_folder), "--out", str(tmp_path / "run"), "--device", "cpu",
               *TINY_FLAGS, "--epochs", "3", "--lr", "1e30", "--amp", "none"])
+
+
+def test_amp_auto_uses_bf16_only_where_it_is_fast(monkeypatch):
+    from vitdeblur import inference
+
+    auto, cpu = RECIPES["adam"], torch.device("cpu")
+    monkeypatch.setattr(inference, "fast_bf16_cpu_flags", lambda: ["amx_bf16"])
+    assert amp_dtype(auto, cpu) == torch.bfloat16
+    monkeypatch.setattr(inference, "fast_bf16_cpu_flags", lambda: [])
+    assert amp_dtype(auto, cpu) is None
+    assert amp_dtype(dataclasses.replace(auto, amp="bf16"), cpu) == torch.bfloat16
 
 
 def test_a_scale_range_without_1_is_a_clear_error(sharp_folder, tmp_path):

@@ -52,7 +52,7 @@ class Recipe:
     samples_per_epoch: int | None = None  # crops per epoch; None = one crop per training image
     val_crop: int = 256  # validation runs on centre crops of this size each epoch (evaluate uses full images)
     val_variants: int = 4  # synthetic validation: fixed degradations per photo (one draw each was too noisy to choose by)
-    amp: str = "auto"  # auto (bf16 where supported) | bf16 | fp16 | none
+    amp: str = "auto"  # auto (bf16 where fast: GPUs, CPUs with AMX/AVX512-BF16) | bf16 | fp16 | none
 
     def __post_init__(self):
         for name, allowed in CHOICES.items():

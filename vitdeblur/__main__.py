@@ -92,11 +92,11 @@ def cmd_deblur(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from vitdeblur.bench import BENCH_PRECISIONS, bench, report
+    from vitdeblur.bench import bench, report
 
     writable_file(args.json)
     model = load_model(args.checkpoint, resolve_device(args.device))
-    precisions = BENCH_PRECISIONS if args.precision is None else (args.precision,)
+    precisions = None if args.precision is None else (args.precision,)
     result = bench(model, precisions, photo=args.photo_size, repeats=args.repeats, tile_size=args.tile_size,
                    batch_size=args.batch_size)
     result["checkpoint"] = str(args.checkpoint)

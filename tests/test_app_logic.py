@@ -236,6 +236,14 @@ def test_transparent_pixels_count_as_unchanged_for_the_loupe_and_the_heat_maps()
     assert "mean change 0.7/255" in caption  # 400 * 32 / 18000
 
 
+def test_grey_and_alpha_arrays_change_as_their_grey_does():
+    grey = np.full((40, 60), 0.5, np.float32)
+    restored = grey.copy()
+    restored[10:20, 10:20] = 0.9
+    with_alpha = [np.stack([g, np.ones_like(g)], axis=2) for g in (grey, restored)]
+    np.testing.assert_allclose(loupe.change_magnitude(*with_alpha), loupe.change_magnitude(grey, restored))
+
+
 def test_loupe_box_stays_inside_the_image_and_crops_line_up():
     assert app_logic.loupe_side((451, 300), 2) == 128 and app_logic.loupe_side((451, 300), 4) == 64
     assert app_logic.loupe_side((50, 40), 2) == 40  # never larger than the image

@@ -84,6 +84,8 @@ def _as_float(image) -> np.ndarray:
         image = image.astype(np.float32) / 255
     if image.ndim == 2:
         image = image[..., None]
+    if image.shape[2] in (2, 4):  # grey or RGB with alpha
+        image = image[..., :-1]
     if image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)
-    return image[..., :3].astype(np.float32)
+    return image.astype(np.float32)

@@ -152,21 +152,25 @@ def blur_and_deblur(image: str | None, variant: str = "both", motion_length: flo
         return page_outputs(outcome)
 
 
-def _panel_images(paths: list[str | None]) -> list[tuple[str, Image.Image]]:
-    """(caption, image) for each result panel that has an image, in page order."""
-    captions = ["blurred", *(app_logic.VARIANT_LABELS[v] for v in app_logic.VARIANTS), "ground truth"]
-    return [(caption, Image.open(path)) for caption, path in zip(captions, paths) if path]
+PANEL_CAPTIONS = ["blurred", *(app_logic.VARIANT_LABELS[v] for v in app_logic.VARIANTS), "ground truth"]
 
 
-def loupe_view(paths: list[str | None], zoom: int, centre: tuple[float, float] | None):
+def _open_panels(paths: list[str | None]) -> list[Image.Image | None]:
+    """The result panels' images in page order (None where a panel is empty), each file read once per event."""
+    return [Image.open(path) if path else None for path in paths]
+
+
+def loupe_view(paths: list[str | None], zoom: int, centre: tuple[float, float] | None,
+               opened: list[Image.Image | None] | None = None):
     """The loupe gallery, its caption and its centre; centre None = where the variants changed the image most."""
-    images = _panel_images(paths)
+    opened = opened or _open_panels(paths)
+    images = [(caption, image) for caption, image in zip(PANEL_CAPTIONS, opened) if image is not None]
     if not images:
         return None, "", None
     size = images[0][1].size
     side = app_logic.loupe_side(size, zoom)
     if centre is None:
-        restored = [Image.open(p) for p in paths[1:1 + len(app_logic.VARIANTS)] if p]
+        restored = [image for image in opened[1:1 + len(app_logic.VARIANTS)] if image is not None]
         centre = most_changed_point(images[0][1], restored, side)
     box = loupe_box(size, centre, side)
     caption = (f"Region {box[2] - box[0]}x{box[3] - box[1]} px at ({box[0]}, {box[1]}) of {size[0]}x{size[1]}, "
@@ -177,10 +181,11 @@ def loupe_view(paths: list[str | None], zoom: int, centre: tuple[float, float] |
 def show_results(blurred, adam, sgd, truth, zoom):
     """After a run: show the panels that have an image, the loupe on the most-changed region and the heat maps."""
     paths = [blurred, adam, sgd, truth]
-    restored = {v: Image.open(p) for v, p in zip(app_logic.VARIANTS, (adam, sgd)) if p}
-    blurred_image = Image.open(blurred) if blurred else None
-    heatmaps = app_logic.change_heatmaps(blurred_image, restored) if blurred_image else None
-    loupe, caption, centre = loupe_view(paths, int(zoom), None)
+    opened = _open_panels(paths)
+    blurred_image = opened[0]
+    restored = {v: image for v, image in zip(app_logic.VARIANTS, opened[1:]) if image is not None}
+    heatmaps = app_logic.change_heatmaps(blurred_image, restored) if blurred_image is not None else None
+    loupe, caption, centre = loupe_view(paths, int(zoom), None, opened)
     visible = [bool(p) for p in paths]
     # panoramas get wider panels (two per row, one on a phone): four abreast, they were 20-50 px high strips
     wide = blurred_image is not None and app_logic.is_panorama(blurred_image.size)

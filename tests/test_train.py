@@ -435,3 +435,29 @@ def test_kernel_pairs_blur_only_held_out_photos_the_same_way_every_time(sharp_fo
     kernel_pairs([str(sharp_folder), str(tmp_path / "b")])
     for pair in pairs:
         assert (tmp_path / "b" / "blur" / pair.blur.name).read_bytes() == pair.blur.read_bytes()
+
+
+def test_halve_pairs_keeps_neighbouring_frames_and_scenes_together(pairs_folder, tmp_path, capsys):
+    from train.halve_pairs import main as halve_pairs
+    from vitdeblur.data import find_pairs
+
+    halve_pairs([str(pairs_folder), str(tmp_path / "halves")])
+    assert "5 pairs to choose on" in capsys.readouterr().out
+    select, compare = (find_pairs(tmp_path / "halves" / half) for half in ("select", "compare"))
+    assert [p.blur.name for p in select] == [f"{i:02d}.png" for i in range(5)]  # the first half in time order
+    assert [p.blur.name for p in compare] == [f"{i:02d}.png" for i in range(5, 10)]
+    for pair in compare:
+        assert pair.sharp.read_bytes() == (pairs_folder / "sharp" / pair.sharp.name).read_bytes()
+    with pytest.raises(SystemExit, match="not empty"):
+        halve_pairs([str(pairs_folder), str(tmp_path / "halves")])
+    # a GoPro folder of three scenes: whole scenes go to one half
+    for scene in ("GOPR01", "GOPR02", "GOPR03"):
+        for kind in ("blur", "sharp"):
+            (tmp_path / "gopro" / "test" / scene / kind).mkdir(parents=True)
+            for frame in ("000001.png", "000002.png"):
+                (tmp_path / "gopro" / "test" / scene / kind / frame).write_bytes((pairs_folder / kind / "00.png")
+                                                                                .read_bytes())
+    halve_pairs([str(tmp_path / "gopro"), str(tmp_path / "gopro-halves")])
+    select, compare = (find_pairs(tmp_path / "gopro-halves" / half) for half in ("select", "compare"))
+    assert [p.blur.name for p in select] == ["test_GOPR01_000001.png", "test_GOPR01_000002.png"]
+    assert len(compare) == 4 and all("GOPR01" not in p.blur.name for p in compare)

@@ -58,7 +58,7 @@ if spaces is not None:  # on Spaces load at startup (ZeroGPU runs each call in a
             MODELS.get(_variant)
         except CheckpointError as e:
             log.warning("%s", e)
-DEVICE_KIND = "cuda" if MODELS.device.startswith("cuda") else "cpu"
+DEVICE_KIND = MODELS.speed_kind
 DEFAULT_MAX_MEGAPIXELS = app_logic.DEFAULT_MAX_MEGAPIXELS[DEVICE_KIND]
 EXAMPLES = examples.list_examples()
 PANEL_HEIGHT = 300

@@ -200,6 +200,19 @@ def test_precision_comes_from_the_environment(monkeypatch, checkpoints):
         app_logic.Models("cpu", specs)
 
 
+def test_cpus_without_fast_bf16_get_a_smaller_default_megapixel_cap(monkeypatch):
+    from vitdeblur import inference
+
+    monkeypatch.setattr(inference, "fast_bf16_cpu_flags", lambda: [])
+    assert app_logic.Models("cpu", precision="auto").speed_kind == "cpu-fp32"
+    assert app_logic.Models("cpu", precision="bf16").speed_kind == "cpu"
+    monkeypatch.setattr(inference, "fast_bf16_cpu_flags", lambda: ["amx_bf16"])
+    assert app_logic.Models("cpu", precision="auto").speed_kind == "cpu"
+    assert app_logic.Models("cpu", precision="fp32").speed_kind == "cpu-fp32"
+    caps = app_logic.DEFAULT_MAX_MEGAPIXELS
+    assert caps["cpu-fp32"] < caps["cpu"] <= app_logic.MAX_MEGAPIXELS_LIMIT["cpu"]
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The loupe, the heat maps, blur-your-own-photo, the report and the training note
 

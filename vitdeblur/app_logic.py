@@ -37,12 +37,13 @@ from vitdeblur.loupe import change_magnitude, opacity, picture
 from vitdeblur.synthesis import blur_image, defocus_kernel, line_kernel, motion_kernel
 
 CHOICES = (*VARIANTS, "both")  # the values of the app's variant setting and of its API
-# Processing is capped at this many megapixels by default; larger photos are downscaled first (Lanczos).
-# Measured through `deblur` + `save_outputs` with both shipped (nafnet) checkpoints on 2 idle CPU cores with fast
-# bf16: a 12 MP JPEG with "both" takes 11.4 s at full resolution (9.2 s reading and deblurring, 2.1 s writing the
-# three PNGs at zlib level 1), within the ~15 s a user should wait.
-DEFAULT_MAX_MEGAPIXELS = {"cpu": 12.0, "cuda": 12.0}
-MAX_MEGAPIXELS_LIMIT = {"cpu": 12.0, "cuda": 48.0}  # the most the setting allows
+# Processing is capped at this many megapixels by default; larger photos are downscaled first (Lanczos), so that a
+# photo takes at most the ~15 s a user should wait. Measured through `deblur` + `save_outputs` with both shipped
+# (nafnet) checkpoints on 2 idle CPU cores: with fast bf16 (a Xeon with AMX) a 12 MP JPEG with "both" takes 11.4 s at
+# full resolution (9.2 s reading and deblurring, 2.1 s writing the three PNGs at zlib level 1); in fp32 on a CPU
+# without fast bf16 (a 2-core AMD EPYC without AVX-512) it takes 45.5 s, and 14.8 s capped at 4 MP (2309x1732).
+DEFAULT_MAX_MEGAPIXELS = {"cpu": 12.0, "cpu-fp32": 4.0, "cuda": 12.0}
+MAX_MEGAPIXELS_LIMIT = {"cpu": 12.0, "cpu-fp32": 12.0, "cuda": 48.0}  # the most the setting allows
 RESULTS_MAX_AGE_S = 3600  # result PNGs older than this are deleted when new ones are written
 # Uploads above this many megabytes are refused by the server ($VITDEBLUR_MAX_FILE_MB); 50 MB holds any camera JPEG
 # or a 16-bit PNG of about 25 megapixels.
@@ -121,6 +122,13 @@ class Models:
         self._specs = specs or {}
         self._models: dict[str, torch.nn.Module] = {}
         self._lock = threading.Lock()
+
+    @property
+    def speed_kind(self) -> str:
+        """Which megapixel defaults apply: 'cuda', 'cpu' (bf16 on a CPU that has it fast) or 'cpu-fp32'."""
+        if self.device.startswith("cuda"):
+            return "cuda"
+        return "cpu" if resolve_precision(self.precision, self.device) == torch.bfloat16 else "cpu-fp32"
 
     def spec(self, variant: str) -> str:
         return self._specs.get(variant) or checkpoint_spec(variant)

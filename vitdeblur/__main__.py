@@ -132,13 +132,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m vitdeblur", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add_model_args(p):
+    def add_model_args(p, precision_help="auto (default): bf16 on CPUs with fast bf16 and on CUDA, else fp32"):
         p.add_argument("--checkpoint", default="adam",
                        help="checkpoint folder, Hub repo id, or shipped variant name (adam, sgd); default adam")
         p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
         p.add_argument("--tile-size", type=int, default=None, help="inference tile size (default: the checkpoint's)")
-        p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                       help="auto (default): bf16 on CPUs with fast bf16 and on CUDA, else fp32")
+        p.add_argument("--precision", default="auto", choices=PRECISIONS, help=precision_help)
 
     ev = sub.add_parser("evaluate", help="PSNR/SSIM of a checkpoint and of the blurred input, at full resolution")
     add_model_args(ev)
@@ -163,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     db.set_defaults(func=cmd_deblur)
 
     be = sub.add_parser("bench", help="GFLOP, seconds per 1280x720 and per 12 MP photo, GEMM peak, peak memory")
-    add_model_args(be)
+    add_model_args(be, precision_help="time only this precision (default: fp32, and bf16 where it promises to be fast)")
     be.set_defaults(precision=None)
     be.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
     be.add_argument("--photo-size", type=image_size, default=(4000, 3000), help="the large image, WIDTHxHEIGHT")

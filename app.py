@@ -387,7 +387,8 @@ with gr.Blocks(title="ViTDeblur", delete_cache=(3600, 3600)) as demo:
         megapixels_input = gr.Slider(0.1, app_logic.MAX_MEGAPIXELS_LIMIT[DEVICE_KIND], value=DEFAULT_MAX_MEGAPIXELS,
                                      step=0.05, label="Max resolution (megapixels)", elem_id="max-megapixels",
                                      info="larger photos are downscaled first; higher is slower "
-                                          f"(running on {app_logic.describe_device(MODELS.device)})")
+                                          f"(running on {app_logic.describe_device(MODELS.device)}"
+                                          f"{', fp32' if DEVICE_KIND == 'cpu-fp32' else ''})")
 
 
     empty_state = gr.Markdown("*Results appear here: click an example, or upload a photo and press Deblur (on the "

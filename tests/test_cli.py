@@ -92,7 +92,9 @@ def test_bench_runs_end_to_end_and_writes_json(tiny_checkpoint, tmp_path, capsys
     assert frame["size"] == [1280, 720] and frame["tiles"] * frame["tile_shape"][0] * frame["tile_shape"][1] > 1280 * 720
     assert frame["tile_overhead"] > 1 and frame["gflop"] > result["gflop_per_tile"] > 0
     assert result["gemm_peak_gflops"]["fp32"] > 0 and result["gemm_peak_gflops"]["bf16"] > 0
-    assert "fp32" in result["timed_precisions"] and ("bf16_speedup" in result) == ("bf16" in result["timed_precisions"])
+    timed_bf16 = "bf16" in result["timed_precisions"]
+    assert "fp32" in result["timed_precisions"] and ("bf16_speedup" in result) == timed_bf16
+    assert ("bf16_not_timed" in result) != timed_bf16  # the report says why
     for precision in result["timed_precisions"]:
         assert frame["seconds"][precision] > 0
     assert result["photo"]["size"] == [200, 150]

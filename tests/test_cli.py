@@ -102,10 +102,9 @@ def test_bench_runs_end_to_end_and_writes_json(tiny_checkpoint, tmp_path, capsys
 
 
 def test_bench_times_bf16_on_a_cpu_only_where_it_is_fast(monkeypatch):
-    from vitdeblur import bench, inference
+    from vitdeblur import bench
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr(inference, "fast_bf16_cpu_flags", lambda: [])
     monkeypatch.setattr(bench, "fast_bf16_cpu_flags", lambda: [])
     assert bench.timed_precisions(cpu) == ("fp32",)
     monkeypatch.setattr(bench, "fast_bf16_cpu_flags", lambda: ["amx_bf16"])

@@ -12,16 +12,22 @@ best/ checkpoint, log.csv, train_config.json, loss_curve.png, the run's output),
 Back here:
 
     for f in OUT/*.tar; do mkdir -p runs/$(basename $f .tar) && tar -xf $f -C runs/$(basename $f .tar); done
+    python -m vitdeblur evaluate --checkpoint runs/NAME/best --data runs/gopro-halves/compare --split all
     python -m train.ship --run adam=runs/adam ... --test synthetic=data/sharp --heldout gopro=data/gopro_GOPR0477 \
         --docs docs/results --ship adam sgd
 
-On the project's device machine everything must travel with the working tree (64 MiB in all): scale the sharp
-photos into the git-ignored data/ (`python -m train.pack_data ../shared/data/sharp data/sharp`: 18 MiB for the 96)
-and take the real pairs' validation crops (`python -m train.pack_data ../shared/data/gopro_GOPR0477 data/gopro384
---crop 384`: 5.3 MiB; the whole frames do not fit), name data in the call's carry and validate with --val-crop 384,
-so that each run's best/ is chosen on real blur as on the CPU. That machine's timm and huggingface_hub differ from
-requirements.txt: carry their wheels (and httpx2's) in the git-ignored .whl/ too. The call of round 10 (carry data and
-.whl, timeout 595 s; 7.6 minutes of the command, 8.3 of device time with the start; five tars, 60 MiB together):
+(choose between the runs on GOPR0477's second half, which chose no epoch, and the kernel stand-in; ship with the
+whole scene for the model card.)
+
+On the project's device machine everything must travel with the working tree (64 MiB in all): scale the sharp photos
+into the git-ignored data/ (`python -m train.pack_data ../shared/data/sharp data/sharp`: 18 MiB for the 96) and take
+the validation crops of GOPR0477's first half (`python -m train.halve_pairs ../shared/data/gopro_GOPR0477
+runs/gopro-halves`, then `python -m train.pack_data runs/gopro-halves/select data/gopro384 --crop 384`: 2.6 MiB; the
+whole frames do not fit), name data in the call's carry and validate with --val-crop 384, so that each run's best/ is
+chosen on real blur as on the CPU, and compared back here on the second half, which chose nothing. That machine's timm
+and huggingface_hub differ from requirements.txt: carry their wheels (and httpx2's) in the git-ignored .whl/ too. The
+call of round 10 (carry data and .whl, timeout 595 s; 7.6 minutes of the command, 8.3 of device time with the start;
+five tars, 60 MiB together):
 
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
     PYTHONUNBUFFERED=1 python3 -m train.gpu_train_all --data data/sharp --val-data data/gopro384 --val-crop 384 \

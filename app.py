@@ -160,10 +160,9 @@ def _open_panels(paths: list[str | None]) -> list[Image.Image | None]:
     return [Image.open(path) if path else None for path in paths]
 
 
-def loupe_view(paths: list[str | None], zoom: int, centre: tuple[float, float] | None,
-               opened: list[Image.Image | None] | None = None):
-    """The loupe gallery, its caption and its centre; centre None = where the variants changed the image most."""
-    opened = opened or _open_panels(paths)
+def loupe_view(opened: list[Image.Image | None], zoom: int, centre: tuple[float, float] | None):
+    """The loupe gallery, its caption and its centre, from the panels' images (_open_panels); centre None = where the
+    variants changed the image most."""
     images = [(caption, image) for caption, image in zip(PANEL_CAPTIONS, opened) if image is not None]
     if not images:
         return None, "", None
@@ -185,7 +184,7 @@ def show_results(blurred, adam, sgd, truth, zoom):
     blurred_image = opened[0]
     restored = {v: image for v, image in zip(app_logic.VARIANTS, opened[1:]) if image is not None}
     heatmaps = app_logic.change_heatmaps(blurred_image, restored) if blurred_image is not None else None
-    loupe, caption, centre = loupe_view(paths, int(zoom), None, opened)
+    loupe, caption, centre = loupe_view(opened, int(zoom), None)
     visible = [bool(p) for p in paths]
     # panoramas get wider panels (two per row, one on a phone): four abreast, they were 20-50 px high strips
     wide = blurred_image is not None and app_logic.is_panorama(blurred_image.size)
@@ -198,11 +197,11 @@ def show_results(blurred, adam, sgd, truth, zoom):
 
 def move_loupe(blurred, adam, sgd, truth, zoom, evt: gr.SelectData):
     """A click on a full-size panel: centre the loupe on that point (all panels share one size)."""
-    return loupe_view([blurred, adam, sgd, truth], int(zoom), tuple(evt.index))[:3]
+    return loupe_view(_open_panels([blurred, adam, sgd, truth]), int(zoom), tuple(evt.index))[:3]
 
 
 def zoom_loupe(blurred, adam, sgd, truth, zoom, centre):
-    return loupe_view([blurred, adam, sgd, truth], int(zoom), tuple(centre) if centre else None)[:3]
+    return loupe_view(_open_panels([blurred, adam, sgd, truth]), int(zoom), tuple(centre) if centre else None)[:3]
 
 
 def clear_results():

@@ -22,7 +22,7 @@ def most_changed_point(blurred, restored: list, side: int) -> tuple[int, int]:
     blurred = picture(blurred)  # converted once for all the variants
     change = sum(change_magnitude(blurred, r) for r in restored)
     if np.isscalar(change):  # no variant ran
-        change = np.zeros(_as_float(blurred).shape[:2])
+        change = np.zeros(blurred.shape[:2])
     height, width = change.shape
     side_y, side_x = min(side, height), min(side, width)
     integral = np.pad(change, ((1, 0), (1, 0))).cumsum(0).cumsum(1)  # window sums in O(1) each

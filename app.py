@@ -36,7 +36,7 @@ from PIL import Image
 
 from vitdeblur import CheckpointError, ImageError, app_logic, examples
 from vitdeblur.loupe import loupe_box, loupe_crops, most_changed_point
-from vitdeblur.inference import use_available_cores
+from vitdeblur.inference import retain_freed_memory, use_available_cores
 
 try:  # ZeroGPU Spaces: the decorated function gets a GPU for the duration of each call
     import spaces
@@ -51,6 +51,7 @@ except ImportError:
 log = logging.getLogger("vitdeblur.app")
 
 use_available_cores()
+retain_freed_memory()
 MODELS = app_logic.Models()
 if spaces is not None:  # on Spaces load at startup (ZeroGPU runs each call in a fresh worker); elsewhere on first use
     for _variant in app_logic.VARIANTS:

@@ -30,7 +30,7 @@ from vitdeblur.evaluate import evaluate, save_grid
 from vitdeblur.examples import EXAMPLES_DIR, list_examples
 from vitdeblur.hub import SHIPPED_DIR, load_model, save_checkpoint
 from vitdeblur.images import load_image, to_uint8
-from vitdeblur.inference import deblur_array
+from vitdeblur.inference import deblur_array, retain_freed_memory
 from vitdeblur.loupe import loupe_box, loupe_crops, most_changed_point
 
 CROP_SIDE = 96  # px of the example shown in each 2x crop
@@ -66,6 +66,7 @@ def main(argv=None) -> None:
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)  # timings are reported for 2 CPU cores
+    retain_freed_memory()  # as the CLI and the app run
 
     table, timings, gflops, models, evaluations = {}, {}, {}, {}, {name: [] for name in runs}
     for run_name, run in runs.items():

@@ -12,7 +12,8 @@ from vitdeblur.data import LAYOUTS, SPLITS, list_images, load_dataset, make_fram
 from vitdeblur.evaluate import evaluate, save_grid
 from vitdeblur.hub import CheckpointError, load_model
 from vitdeblur.images import ImageError, check_megapixels, load_image, save_png
-from vitdeblur.inference import PRECISIONS, deblur_image, resolve_device, use_available_cores
+from vitdeblur.inference import (PRECISIONS, deblur_image, resolve_device, retain_freed_memory,
+                                 use_available_cores)
 
 
 def writable_file(path: str | None) -> None:
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parser.parse_args(argv)
     use_available_cores()
+    retain_freed_memory()
     try:
         args.func(args)
     except (CheckpointError, ImageError, FileNotFoundError, ValueError) as e:

@@ -41,8 +41,9 @@ CHOICES = (*VARIANTS, "both")  # the values of the app's variant setting and of 
 # photo takes at most the ~15 s a user should wait. Measured through `deblur` + `save_outputs` with both shipped
 # (nafnet) checkpoints on 2 idle CPU cores: with fast bf16 (a Xeon with AMX) a 12 MP JPEG with "both" takes 11.4 s at
 # full resolution (9.2 s reading and deblurring, 2.1 s writing the three PNGs at zlib level 1); in fp32 on a CPU
-# without fast bf16 (a 2-core AMD EPYC without AVX-512) it takes 45.5 s, and 14.8 s capped at 4 MP (2309x1732).
-DEFAULT_MAX_MEGAPIXELS = {"cpu": 12.0, "cpu-fp32": 4.0, "cuda": 12.0}
+# without fast bf16 (a 2-core AMD EPYC without AVX-512, malloc retaining freed memory) it takes 33.9 s, 13.2-14.4 s
+# capped at 5 MP (2581x1936) and 14.6-16.3 s at 6 MP.
+DEFAULT_MAX_MEGAPIXELS = {"cpu": 12.0, "cpu-fp32": 5.0, "cuda": 12.0}
 MAX_MEGAPIXELS_LIMIT = {"cpu": 12.0, "cpu-fp32": 12.0, "cuda": 48.0}  # the most the setting allows
 RESULTS_MAX_AGE_S = 3600  # result PNGs older than this are deleted when new ones are written
 # Uploads above this many megabytes are refused by the server ($VITDEBLUR_MAX_FILE_MB); 50 MB holds any camera JPEG

@@ -8,6 +8,7 @@ from PIL import Image
 
 from vitdeblur.__main__ import main
 from vitdeblur.evaluate import psnr, ssim
+from vitdeblur.hub import load_model
 
 
 def test_evaluate_writes_metrics_json_and_grid(tiny_checkpoint, pairs_folder, tmp_path, capsys):
@@ -109,6 +110,17 @@ def test_bench_times_bf16_on_a_cpu_only_where_it_is_fast(monkeypatch):
     assert bench.timed_precisions(cpu) == ("fp32",)
     monkeypatch.setattr(bench, "fast_bf16_cpu_flags", lambda: ["amx_bf16"])
     assert bench.timed_precisions(cpu) == ("fp32", "bf16")
+
+
+def test_bench_judges_against_the_higher_of_two_peak_readings(tiny_checkpoint, monkeypatch):
+    from vitdeblur import bench
+
+    readings = iter([100.0, 1.0, 200.0])  # fp32 and bf16 before the images, fp32 again after them
+    monkeypatch.setattr(bench, "gemm_peak", lambda device, precision: next(readings))
+    result = bench.bench(load_model(str(tiny_checkpoint)), precisions=("fp32",), photo=(64, 48), repeats=1)
+    assert result["gemm_peak_gflops"] == {"fp32": 200.0, "bf16": 1.0}
+    for name in ("frame", "photo"):
+        assert result[name]["share_of_gemm_peak"]["fp32"] == pytest.approx(result[name]["gflops"]["fp32"] / 200)
 
 
 def test_deblur_and_evaluate_take_a_precision(tiny_checkpoint, pairs_folder, tmp_path):

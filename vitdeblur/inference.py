@@ -109,12 +109,13 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (glibc'
 
 def retain_freed_memory(mmap_threshold_mb: int = 128, trim_threshold_mb: int = 512) -> bool:
     """Make glibc's malloc keep freed blocks of up to `mmap_threshold_mb` for reuse, and up to `trim_threshold_mb` of
-    free memory before returning any to the system. By default it unmaps every freed block above 32 MiB at once, so
-    each large activation of a batch of tiles (a 1/2-scale feature map of 4 fp32 tiles is 35 MB) is fresh memory
-    whose pages fault in on first touch: on a 2-core AMD EPYC in fp32 that made 1x1 convolutions 4x slower and a
-    1280x720 frame took 1.5 s instead of 1.0 s (12 MP: 19.0 s instead of 14.2 s; peak RSS about the same). It is what
-    an allocator such as jemalloc, preloaded, would do. Returns whether it applied (glibc only). Called at the start
-    of the CLI and the app, not on import: it changes the whole process."""
+    free memory before returning any to the system. By default it unmaps every freed block above its mmap threshold
+    (which only ever rises to 32 MiB) at once, so each large activation of a batch of tiles (a 1/2-scale feature map
+    of 4 fp32 tiles is 35 MB) is fresh memory whose pages fault in on first touch: on a 2-core AMD EPYC in fp32 that
+    made 1x1 convolutions 4x slower, and a 1280x720 frame took 1.2-1.4 s instead of 0.8-1.0 s (12 MP: 19.0 s instead
+    of 14.2 s; peak RSS about the same). It is what an allocator such as jemalloc, preloaded, would do. Returns
+    whether it applied (glibc only). Called at the start of the CLI and the app, not on import: it changes the whole
+    process."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     libc = ctypes.CDLL(None)  # the C library this process already runs on

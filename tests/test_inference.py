@@ -216,7 +216,7 @@ import resource, sys, torch
 from vitdeblur.inference import retain_freed_memory
 applied = retain_freed_memory() if sys.argv[1] == "retain" else None
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(8):  # 40 MB each: above glibc's largest automatic mmap threshold (32 MiB)
+for _ in range(16):  # 40 MB each: above glibc's largest automatic mmap threshold (32 MiB)
     torch.empty(10 << 20).fill_(1)  # allocated, touched and freed, as a layer's activation is
 print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
@@ -240,5 +240,5 @@ def test_retained_memory_is_reused_without_page_faults():
     _, default_faults = page_faults("default")
     applied, faults = page_faults("retain")
     assert applied == "True"
-    assert default_faults > 8 * 9000  # every block comes from the system as 10k untouched 4 KiB pages
-    assert faults < default_faults / 3  # here: the first one to three blocks only
+    assert default_faults > 16 * 9000  # every block comes from the system as 10k untouched 4 KiB pages
+    assert faults < default_faults / 3  # here: the first two or three blocks only

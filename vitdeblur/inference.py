@@ -114,9 +114,9 @@ def retain_freed_memory(mmap_threshold_mb: int = 128, trim_threshold_mb: int = 5
     of 4 fp32 tiles is 35 MB) is fresh memory whose pages fault in on first touch: on a 2-core AMD EPYC in fp32 that
     made 1x1 convolutions 4x slower, and a 1280x720 frame took 1.2-1.4 s instead of 0.8-1.0 s (12 MP: 19.0 s instead
     of 14.2 s; peak RSS about the same). It is what an allocator such as jemalloc, preloaded, would do. Returns
-    whether it applied (glibc only). Called at the start of the CLI and the app, not on import: it changes the whole
-    process."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    whether it applied (glibc only). Called at the start of the CLI, the app and train.ship, not on import: it changes
+    the whole process."""
+    if platform.libc_ver()[0] != "glibc":  # empty off Linux and on other C libraries
         return False
     libc = ctypes.CDLL(None)  # the C library this process already runs on
     return bool(libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold_mb << 20)

@@ -137,6 +137,34 @@ def test_a_continued_run_grows_the_encoder_by_blocks_that_start_as_the_identity(
         build_model(RECIPES["sgd"], str(checkpoint), encoder_depth=6)
 
 
+def test_a_continued_run_grows_the_middle_by_naf_blocks_that_start_as_the_identity(pairs_folder, tmp_path):
+    torch.manual_seed(0)
+    trained = ViTDeblur(ViTDeblurConfig(decoder="nafnet", layer_scale_init=0.1, **TINY)).eval()
+    torch.nn.init.normal_(trained.decoder.head.weight, std=0.01)  # a zero head would hide what the middle does
+    checkpoint = save_checkpoint(trained, tmp_path / "trained")
+    grown = build_model(RECIPES["adam"], str(checkpoint), middle_blocks=5).eval()
+    assert len(grown.decoder.middle) == grown.config.middle_blocks == 5
+    image = torch.rand(1, 3, 48, 64)
+    with torch.no_grad():  # the same function as the checkpoint
+        assert torch.allclose(grown(image), trained(image), atol=1e-5)
+        assert not torch.allclose(trained(image), image, atol=1e-3)
+    assert torch.equal(grown.decoder.middle[1].expand.weight, trained.decoder.middle[1].expand.weight)
+    assert not any(block.beta.any() or block.gamma.any() for block in grown.decoder.middle[2:])
+    assert all(block.beta.all() for block in grown.decoder.middle[:2])
+    # training moves the new blocks off the identity, and the grown architecture travels with the run
+    out = tmp_path / "run"
+    run(pairs_folder, out, "--epochs", "1", "--init", str(checkpoint), "--middle-blocks", "5", "--lr", "1e-3")
+    assert json.loads((out / "train_config.json").read_text())["middle_blocks"] == 5
+    assert load_model(out / "last").decoder.middle[4].beta.any()
+    with pytest.raises(SystemExit, match="--middle-blocks 1: the checkpoint has 2, .*not drop"):
+        build_model(RECIPES["adam"], str(checkpoint), middle_blocks=1)
+    with pytest.raises(SystemExit, match="--middle-blocks cannot grow a model trained with LARS"):
+        build_model(RECIPES["sgd"], str(checkpoint), middle_blocks=3)
+    paper = save_checkpoint(ViTDeblur(ViTDeblurConfig(decoder="paper", **TINY)), tmp_path / "paper")
+    with pytest.raises(SystemExit, match="needs the nafnet decoder"):
+        build_model(RECIPES["adam"], str(paper), middle_blocks=3)
+
+
 def test_the_weight_average_warms_up_from_scratch_and_starts_at_continued_weights(pairs_folder, tmp_path,
                                                                                    tiny_checkpoint):
     model = torch.nn.Linear(2, 2)

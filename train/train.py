@@ -70,7 +70,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its train_state.pt")
     p.add_argument("--init", help="start from the weights (and architecture) of a checkpoint, e.g. checkpoints/adam; "
-                                  "a larger --encoder-depth grows its ViT by new blocks that start as the identity")
+                                  "a larger --encoder-depth or --middle-blocks grows it by new blocks that start as the "
+                                  "identity")
     p.add_argument("--workers", type=int, default=None, help="data-loading processes (default: 0 on CPU, 4 on CUDA)")
     p.add_argument("--device-data", action=argparse.BooleanOptionalAction, default=None,
                    help="hold the data in device memory and blur batches there (default: on with CUDA)")
@@ -254,43 +255,60 @@ def out_of_time(local_verdict: bool, device: torch.device, distributed: bool) ->
     return bool(flag.item())
 
 
-def build_model(recipe: Recipe, init: str | None, encoder_depth: int | None = None) -> ViTDeblur:
-    """A new model from the recipe, or the checkpoint `init`; with an `encoder_depth` deeper than the checkpoint's,
-    the checkpoint grown to it (grow_encoder)."""
+def build_model(recipe: Recipe, init: str | None, encoder_depth: int | None = None,
+                middle_blocks: int | None = None) -> ViTDeblur:
+    """A new model from the recipe, or the checkpoint `init`; given more ViT blocks (`encoder_depth`) or NAF blocks at
+    1/16 scale (`middle_blocks`) than the checkpoint has, the checkpoint grown to them (grow)."""
     if not init:
         return ViTDeblur(ViTDeblurConfig(**{name: getattr(recipe, name) for name in MODEL_FIELDS}))
     model = load_model(init)
-    if encoder_depth is not None and encoder_depth != len(model.encoder.blocks):
-        if encoder_depth > len(model.encoder.blocks) and recipe.lars_trust:
-            # round 10: sgd-grown's new blocks were still zero after 780 steps
-            raise SystemExit("error: --encoder-depth cannot grow a model trained with LARS (--lars-trust > 0): LARS "
-                             "scales each step to the weights' norm, so the new blocks' zero weights would stay zero")
-        model = grow_encoder(model, encoder_depth)
-    return model
+    sizes = {"encoder_depth": (encoder_depth, len(model.encoder.blocks)),
+             "middle_blocks": (middle_blocks, model.config.middle_blocks)}
+    asked = {name: new for name, (new, old) in sizes.items() if new is not None and new != old}
+    if not asked:
+        return model
+    for name, new in asked.items():
+        old = sizes[name][1]
+        if new < old:
+            raise SystemExit(f"error: {recipe_flag(name)} {new}: the checkpoint has {old}, and a continued run can add "
+                             f"blocks but not drop trained ones")
+    if recipe.lars_trust:  # round 10: sgd-grown's new blocks were still zero after 780 steps
+        raise SystemExit(f"error: {recipe_flag(next(iter(asked)))} cannot grow a model trained with LARS "
+                         f"(--lars-trust > 0): LARS scales each step to the weights' norm, so the new blocks' zero "
+                         f"weights would stay zero")
+    return grow(model, **asked)
 
 
-def grow_encoder(model: ViTDeblur, depth: int) -> ViTDeblur:
-    """The model with `depth` ViT blocks: its own, then new ones whose two residual branches end in zero weights, so
-    that the grown model computes exactly what the trained one did and training adds capacity from there."""
-    old_depth = len(model.encoder.blocks)
-    if depth < old_depth:
-        raise SystemExit(f"error: --encoder-depth {depth}: the checkpoint has {old_depth} ViT blocks, and a continued "
-                         f"run can add blocks but not drop trained ones")
+def grow(model: ViTDeblur, **sizes) -> ViTDeblur:
+    """The model with more ViT blocks (`encoder_depth`) or NAF blocks at 1/16 scale (`middle_blocks`): its own, then
+    new ones whose residual branches end in zeros, so that the grown model computes exactly what the trained one did
+    and training adds capacity from there."""
+    if "middle_blocks" in sizes and model.config.decoder != "nafnet":
+        raise SystemExit(f"error: --middle-blocks needs the nafnet decoder, the checkpoint's is {model.config.decoder}")
     try:
-        grown = ViTDeblur(dataclasses.replace(model.config, encoder_depth=depth))
+        grown = ViTDeblur(dataclasses.replace(model.config, **sizes))
     except ValueError as e:
-        raise SystemExit(f"error: --encoder-depth {depth}: {e}") from None
+        raise SystemExit(f"error: {' '.join(f'{recipe_flag(k)} {v}' for k, v in sizes.items())}: {e}") from None
+    old_counts = {"encoder.blocks": len(model.encoder.blocks), "decoder.middle": model.config.middle_blocks}
+
+    def is_new(name: str) -> bool:
+        prefix = ".".join(name.split(".")[:2])
+        return prefix in old_counts and int(name.split(".")[2]) >= old_counts[prefix]
+
+    new_names = {name for name in grown.state_dict() if is_new(name)}
     missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
-    new_blocks = {name for name in grown.state_dict()
-                  if name.startswith("encoder.blocks.") and int(name.split(".")[2]) >= old_depth}
-    if unexpected or set(missing) != new_blocks:  # only the new blocks may lack weights
-        raise SystemExit(f"error: the checkpoint does not fit its own architecture grown to {depth} blocks "
-                         f"(missing {sorted(set(missing) - new_blocks)[:5]}, unexpected {unexpected[:5]})")
+    if unexpected or set(missing) != new_names:  # only the new blocks may lack weights
+        raise SystemExit(f"error: the checkpoint does not fit its own architecture grown to {sizes} "
+                         f"(missing {sorted(set(missing) - new_names)[:5]}, unexpected {unexpected[:5]})")
     with torch.no_grad():
-        for block in grown.encoder.blocks[old_depth:]:
+        for block in grown.encoder.blocks[old_counts["encoder.blocks"]:]:
             for layer in (block.attn.proj, block.mlp.fc2):
                 layer.weight.zero_()
                 layer.bias.zero_()
+        if model.config.decoder == "nafnet":
+            for block in grown.decoder.middle[old_counts["decoder.middle"]:]:  # zero branch scales: the identity
+                block.beta.zero_()
+                block.gamma.zero_()
     return grown
 
 
@@ -595,9 +613,9 @@ def main(argv=None) -> None:
     # resuming, train_state.pt holds the weights, and the saved recipe the architecture (of a grown model too): nothing
     # to download for a run that began from pretrained ones, and --init given again is not read
     built = dataclasses.replace(recipe, pretrained=False) if args.resume else recipe
-    model = build_model(built, None if resumed else args.init, args.encoder_depth)
+    model = build_model(built, None if resumed else args.init, args.encoder_depth, args.middle_blocks)
     model = model.to(device, memory_format=torch.channels_last)
-    if args.init:  # the checkpoint decides the architecture (--encoder-depth may grow it); record it (a loaded config
+    if args.init:  # the checkpoint decides the architecture (--encoder-depth and --middle-blocks may grow it); record it (a loaded config
         # always says pretrained=False)
         recipe = dataclasses.replace(recipe, **{name: getattr(model.config, name) for name in MODEL_FIELDS
                                                 if name != "pretrained"})

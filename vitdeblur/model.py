@@ -33,6 +33,7 @@ class ViTDeblurConfig:
     decoder: str = "nafnet"  # one of DECODERS
     decoder_width: int = 32  # channels at the decoder's finest scale (ignored by "paper")
     encoder_depth: int | None = None  # keep only the first N transformer blocks of the backbone (None: all)
+    middle_blocks: int = 2  # nafnet: NAF blocks at 1/16 scale, where the ViT tokens join (cheap: a 256th of the pixels)
     # nafnet: the blocks' branch scales start here. 0 makes a new model the identity, which Adam leaves quickly;
     # plain SGD barely moves such a chain of zeros (each weight's gradient is scaled by the zeros after it).
     layer_scale_init: float = 0.0
@@ -49,6 +50,8 @@ class ViTDeblurConfig:
             raise ValueError(f"decoder_width must be at least 4, got {self.decoder_width}")
         if self.encoder_depth is not None and self.encoder_depth < 1:
             raise ValueError(f"encoder_depth must be at least 1, got {self.encoder_depth}")
+        if self.middle_blocks < 0:
+            raise ValueError(f"middle_blocks must be at least 0, got {self.middle_blocks}")
 
 
 def _conv_block(in_ch: int, out_ch: int, stride: int = 1) -> nn.Sequential:
@@ -189,10 +192,10 @@ class NAFDecoder(nn.Module):
     """
 
     ENCODER_BLOCKS = (1, 1, 2)  # at 1/2, 1/4, 1/8
-    MIDDLE_BLOCKS = 2  # at 1/16, with the ViT tokens
     DECODER_BLOCKS = (1, 1, 1)  # at 1/8, 1/4, 1/2
 
-    def __init__(self, embed_dim: int, patch_size: int, width: int, layer_scale_init: float = 0.0):
+    def __init__(self, embed_dim: int, patch_size: int, width: int, layer_scale_init: float = 0.0,
+                 middle_blocks: int = 2):
         super().__init__()
         if patch_size != 16:
             raise ValueError(f"the nafnet decoder expects a patch size of 16, got {patch_size}")
@@ -202,7 +205,7 @@ class NAFDecoder(nn.Module):
                                       for w, n in zip(widths, self.ENCODER_BLOCKS))
         self.downs = nn.ModuleList(nn.Conv2d(w, 2 * w, 2, stride=2) for w in widths)
         self.token_proj = nn.Conv2d(embed_dim, 8 * width, 1)
-        self.middle = nn.Sequential(*(NAFBlock(8 * width, layer_scale_init) for _ in range(self.MIDDLE_BLOCKS)))
+        self.middle = nn.Sequential(*(NAFBlock(8 * width, layer_scale_init) for _ in range(middle_blocks)))
         self.ups = nn.ModuleList(nn.Sequential(nn.Conv2d(2 * w, 4 * w, 1), nn.PixelShuffle(2)) for w in widths[::-1])
         self.decoders = nn.ModuleList(nn.Sequential(*(NAFBlock(w, layer_scale_init) for _ in range(n)))
                                       for w, n in zip(widths[::-1], self.DECODER_BLOCKS))
@@ -256,7 +259,7 @@ class ViTDeblur(nn.Module, PyTorchModelHubMixin, library_name="vitdeblur"):
             self.decoder = ResidualDecoder(self.encoder.embed_dim, self.patch_size, config.decoder_width)
         else:
             self.decoder = NAFDecoder(self.encoder.embed_dim, self.patch_size, config.decoder_width,
-                                      config.layer_scale_init)
+                                      config.layer_scale_init, config.middle_blocks)
 
     def tokens(self, image: torch.Tensor) -> torch.Tensor:
         """ViT features as a (B, D, H/p, W/p) grid, without class/register tokens."""

@@ -205,6 +205,16 @@ def zoom_loupe(blurred, adam, sgd, truth, zoom, centre):
     return loupe_view(_open_panels([blurred, adam, sgd, truth]), int(zoom), tuple(centre) if centre else None)[:3]
 
 
+def refuse_unreadable_upload(path):
+    """An uploaded file that is no usable image: say why at once and empty the input, which would otherwise show a
+    broken preview until Run refused it."""
+    problem = app_logic.upload_problem(path)
+    if problem is None:
+        return gr.skip()
+    gr.Warning(problem)
+    return None
+
+
 def clear_results():
     """A new input (or a failed run): nothing on the page may belong to another photo."""
     return (gr.Column(visible=False), gr.Markdown(visible=True), *[None] * len(RESULT_KEYS),
@@ -276,8 +286,12 @@ CSS = """
   height: auto !important; }
 #results.panorama #result-panels .image-container, #results.panorama #result-panels .image-frame,
 #results.panorama #result-panels img { height: auto !important; }
-/* the blur settings sit two to a row: a narrower number box leaves their names room for one line on a desktop */
+/* the blur settings sit two to a row: a narrower number box leaves their names room for one line on a desktop; where
+   there is not room for both, the number box moves under the name rather than breaking the name in two */
 .blur-setting input[type="number"] { width: 4.5em; }
+.blur-setting .head { flex-wrap: wrap; row-gap: 4px; }
+.blur-setting .head label { white-space: nowrap; }
+.blur-setting .head .tab-like-container { margin-left: auto; }
 /* a read-only list: its "remove" buttons only took the links away */
 #downloads .label-clear-button { display: none; }
 @media (max-width: 640px) {
@@ -461,6 +475,9 @@ with gr.Blocks(title="ViTDeblur", delete_cache=(3600, 3600)) as demo:
     for user_changed in (image_input.upload, image_input.clear, sharp_input.upload, sharp_input.clear,
                          deblur_tab.select, blur_tab.select):
         user_changed(clear_results, outputs=clear_outputs, queue=False, api_visibility="private")
+    for upload_input in (image_input, sharp_input):  # queued, as a toast needs; not behind a running deblur
+        upload_input.upload(refuse_unreadable_upload, inputs=upload_input, outputs=upload_input,
+                            concurrency_limit=None, show_progress="hidden", api_visibility="private")
     for panel in panel_inputs:
         panel.select(move_loupe, inputs=[*panel_inputs, zoom_input], outputs=[loupe, loupe_caption, loupe_centre],
                      queue=False, show_progress="hidden", api_visibility="private")

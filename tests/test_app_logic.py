@@ -165,6 +165,28 @@ def test_bad_input_is_a_clear_image_error(models, tmp_path, content, message):
         app_logic.deblur(path, "both", models)
 
 
+@pytest.mark.parametrize("content, message", [
+    (b"", "upload.png: the file is empty"),
+    (b"this is a text file, not a picture\n", "upload.png: not an image"),
+    (png_claiming(20000, 9000), "upload.png: the image is too large"),
+])
+def test_an_unusable_upload_is_named_on_upload(tmp_path, content, message):
+    path = tmp_path / "upload.png"
+    path.write_bytes(content)
+    assert app_logic.upload_problem(path).startswith(message)  # by its own name, not the server's temporary path
+
+
+def test_a_usable_upload_has_no_problem(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo("coffee", (40, 30))).save(path)
+    whole = path.read_bytes()
+    assert app_logic.upload_problem(path) is None
+    assert app_logic.upload_problem(None) is None
+    assert app_logic.upload_problem("data:image/png;base64,AAAA") is None  # checked when it is read
+    path.write_bytes(whole[:len(whole) // 2])
+    assert "corrupt or truncated" in app_logic.upload_problem(path)
+
+
 def test_missing_checkpoint_is_a_clear_error(tmp_path, examples_dir):
     models = app_logic.Models("cpu", {"adam": str(tmp_path / "no-such-checkpoint")})
     with pytest.raises(CheckpointError, match="no-such-checkpoint"):

@@ -31,7 +31,7 @@ from scipy.signal import convolve2d
 from vitdeblur.evaluate import psnr, ssim
 from vitdeblur.examples import EXAMPLES_DIR, Example, find_example
 from vitdeblur.hub import VARIANTS, load_model, resolve_checkpoint
-from vitdeblur.images import ImageError, LoadedImage, check_megapixels, load_image, save_png, to_pil
+from vitdeblur.images import ImageError, LoadedImage, check_image, check_megapixels, load_image, save_png, to_pil
 from vitdeblur.inference import deblur_array, resolve_device, resolve_precision
 from vitdeblur.loupe import change_magnitude, opacity, picture
 from vitdeblur.synthesis import blur_image, defocus_kernel, line_kernel, motion_kernel
@@ -206,6 +206,19 @@ def read_input(source: str | Path, max_megapixels: float | None) -> tuple[str, L
         return "pasted image", load_image(read_data_url(str(source), max_upload_bytes()), "pasted image",
                                           max_megapixels)
     return Path(source).name, load_image(source, Path(source).name, max_megapixels)
+
+
+def upload_problem(source: str | Path | None) -> str | None:
+    """Why an uploaded file cannot be deblurred, as far as the cheap checks tell (images.check_image: it opens as an
+    image, its size is within limits, its structure verifies), or None. The page says so on upload, rather than
+    showing a broken preview until Run. A data: URL (a pasted image) is checked when it is read."""
+    if source is None or is_data_url(source):
+        return None
+    try:
+        check_image(source, Path(source).name)
+    except ImageError as e:
+        return str(e)
+    return None
 
 
 def deblur(source: str | Path, choice: str, models: Models, max_megapixels: float | None = None,

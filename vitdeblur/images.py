@@ -90,11 +90,11 @@ def _check_size(img: Image.Image, name: str) -> None:
         raise ImageError(f"{name}: {width}x{height} is too small; both sides must be at least {MIN_SIDE} pixels")
 
 
-def check_image(path: str | os.PathLike) -> tuple[int, int]:
+def check_image(path: str | os.PathLike, name: str | None = None) -> tuple[int, int]:
     """The stored (width, height) of an image file after the cheap checks: it opens, its header's size is within
     limits, and its structure verifies (for PNG, every chunk's checksum, which catches truncation) without decoding
-    the pixels. Raises ImageError like load_image."""
-    name = str(path)
+    the pixels. Raises ImageError like load_image (its messages begin with `name`, by default the path)."""
+    name = name or str(path)
     with _open(path, name) as img:
         _check_size(img, name)
         size = img.size  # before draft() shrinks it

@@ -102,6 +102,23 @@ def test_bench_runs_end_to_end_and_writes_json(tiny_checkpoint, tmp_path, capsys
     assert "GEMM peak" in capsys.readouterr().out
 
 
+def test_bench_counts_the_flops_of_every_scale(tiny_checkpoint):
+    from vitdeblur.bench import image_flops, report
+
+    model = load_model(tiny_checkpoint)
+    full_size, _ = image_flops(model, 1280, 720)
+    three_sizes, scales = image_flops(model, 1280, 720, scales=(1, 2, 4))
+    assert [factor for factor, _, _ in scales] == [1, 2, 4]
+    assert 1.2 * full_size < three_sizes < 1.45 * full_size  # about 1 + 1/4 + 1/16
+    frame = {"size": [1280, 720], "scales": [1, 2, 4], "tiles": 30, "tile_shape": [64, 64], "tile_overhead": 1.4,
+             "gflop": 1.0, "seconds": {}}
+    result = {"device": "cpu", "threads": 2, "auto_precision": "fp32", "tile_size": 64, "tile_overlap": 16,
+              "batch_size": 4, "gflop_per_tile": 0.1, "gemm_peak_gflops": {"fp32": 100.0}, "bf16_gemm_speedup": 1.0,
+              "frame": frame, "photo": {**frame, "scales": [1]}, "peak_rss_mb": 500.0}
+    assert "30 tiles at scales 1, 1/2, 1/4 (64x64 at the first)" in report(result)
+    assert "30 tiles of 64x64," in report(result)  # the photo, at full size only
+
+
 def test_bench_times_bf16_on_a_cpu_only_where_it_is_fast(monkeypatch):
     from vitdeblur import bench
 

@@ -25,6 +25,18 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path):
     assert loaded.config == model.config
 
 
+def test_inference_scales_travel_in_config_json(tmp_path):
+    model = tiny_model()
+    model.config.inference_scales = (1, 2, 4)
+    folder = save_checkpoint(model, tmp_path / "ckpt")
+    assert json.loads((folder / "config.json").read_text())["inference_scales"] == [1, 2, 4]
+    assert load_model(folder).config.inference_scales == (1, 2, 4)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "inference_scales": [0, 2]}))
+    with pytest.raises(CheckpointError, match="distinct whole factors"):
+        load_model(folder)
+
+
 def test_half_precision_and_sharded_folders_load(tmp_path):
     from vitdeblur.hub import save_weights
 

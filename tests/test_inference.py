@@ -81,6 +81,53 @@ def test_memory_stays_bounded_for_8_megapixels():
     assert peak < 2.5 * rgb.nbytes
 
 
+class Brighten(torch.nn.Module):
+    """Adds 0.1 everywhere and counts the pixels it was given: its correction is the same at every scale."""
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+        self.pixels_seen = 0
+
+    def forward(self, x):
+        self.pixels_seen += x.shape[0] * x.shape[-2] * x.shape[-1]
+        return x + 0.1
+
+
+def test_several_scales_average_their_upsampled_corrections():
+    rgb = photo("astronaut", (300, 210)).astype(np.float32) / 255 * 0.8
+    # an identity at every scale changes nothing: the corrections are averaged, not the downscaled images
+    same = deblur_array(Identity(), rgb, tile_size=64, tile_overlap=16, scales=(1, 2, 4))
+    assert np.abs(same - rgb).max() < 1e-5
+    # and the same correction at every scale is that correction, applied once
+    once = Brighten()
+    brighter = deblur_array(once, rgb, tile_size=64, tile_overlap=16)
+    three = Brighten()
+    done = []
+    brighter3 = deblur_array(three, rgb, tile_size=64, tile_overlap=16, scales=(1, 2, 4),
+                             progress=lambda n, total: done.append((n, total)))
+    assert np.abs(brighter3 - brighter).max() < 1e-5 and np.abs(brighter - (rgb + 0.1)).max() < 1e-5
+    assert 1.1 * once.pixels_seen < three.pixels_seen < 1.5 * once.pixels_seen  # about 1 + 1/4 + 1/16 of the work
+    # progress counts the tiles of all three scales, to the end
+    assert done[-1][0] == done[-1][1] and [n for n, _ in done] == sorted(n for n, _ in done)
+    assert len({total for _, total in done}) == 1
+
+
+def test_a_model_asks_for_its_own_scales_and_small_images_skip_the_smallest():
+    model = tiny_model()
+    torch.nn.init.normal_(model.decoder.head.weight, std=0.2)
+    rgb = photo("chelsea", (300, 200)).astype(np.float32) / 255
+    assert inference.scale_plan(model, 200, 300) == [(1, 200, 300)]
+    model.config.inference_scales = (1, 2, 4)
+    assert inference.scale_plan(model, 200, 300) == [(1, 200, 300), (2, 100, 150)]  # 200 / 4 < MIN_SCALED_SIDE
+    assert inference.scale_plan(model, 200, 300, scales=(2,)) == [(2, 100, 150)]
+    own = deblur_array(model, rgb, tile_size=64)
+    assert np.array_equal(own, deblur_array(model, rgb, tile_size=64, scales=(1, 2)))
+    assert not np.allclose(own, deblur_array(model, rgb, tile_size=64, scales=(1,)), atol=1e-3)
+    with pytest.raises(ValueError, match="distinct whole factors"):
+        deblur_array(model, rgb, scales=(1, 1))
+
+
 def test_exif_orientation_is_applied(tmp_path):
     path = exif_rotated_jpeg(tmp_path / "phone.jpg", width=120, height=80)
     loaded = load_image(path)

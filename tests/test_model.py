@@ -72,6 +72,17 @@ def test_the_recipes_model_fits_the_compute_budget():
     assert image_flops(model, 1280, 720)[0] / 1e9 <= 100
 
 
+@pytest.mark.parametrize("variant", ["adam", "sgd"])
+def test_the_shipped_checkpoints_fit_the_compute_budget_at_their_scales(variant):
+    from vitdeblur.bench import image_flops
+    from vitdeblur.hub import SHIPPED_DIR, load_model
+
+    model = load_model(SHIPPED_DIR / variant)
+    flops, scales = image_flops(model, 1280, 720)
+    assert [factor for factor, _, _ in scales] == list(model.config.inference_scales)  # 720 / 4 is no small copy
+    assert flops / 1e9 <= 100
+
+
 def test_encoder_depth_beyond_the_backbone_is_refused():
     with pytest.raises(ValueError, match="exceeds"):
         ViTDeblur(ViTDeblurConfig(encoder_depth=99, **TINY))

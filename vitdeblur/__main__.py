@@ -37,9 +37,11 @@ def cmd_evaluate(args) -> None:
     model = load_model(args.checkpoint, resolve_device(args.device))
     dataset = load_dataset(args.data, args.split, train=False, layout=args.layout, kaggle_blur=args.kaggle_blur)
     metrics, rows = evaluate(model, dataset, grid_rows=args.grid_rows if args.grid else 0,
-                             tile_size=args.tile_size, batch_size=args.batch_size, precision=args.precision)
+                             tile_size=args.tile_size, batch_size=args.batch_size, precision=args.precision,
+                             scales=args.scales)
     metrics.update(checkpoint=str(args.checkpoint), data=str(args.data), dataset=args.name or Path(args.data).name,
-                   split=args.split, layout=args.layout, precision=args.precision)
+                   split=args.split, layout=args.layout, precision=args.precision,
+                   scales=list(args.scales or model.config.inference_scales))
     print(f"{'':12}{'PSNR (dB)':>11}{'SSIM':>9}")
     print(f"{'blurred':12}{metrics['psnr_blurred']:11.2f}{metrics['ssim_blurred']:9.4f}")
     print(f"{'deblurred':12}{metrics['psnr']:11.2f}{metrics['ssim']:9.4f}")
@@ -79,7 +81,8 @@ def cmd_deblur(args) -> None:
             if image.frames > 1:
                 print(f"note: {path} is animated ({image.frames} frames); only its first frame is deblurred",
                       file=sys.stderr)
-            result = deblur_image(model, image, precision=args.precision, tile_size=args.tile_size)
+            result = deblur_image(model, image, precision=args.precision, tile_size=args.tile_size,
+                                  scales=args.scales)
             save_png(result, target, overwrite=args.overwrite)
             print(f"{path} -> {target}")
         except ImageError as e:
@@ -99,7 +102,7 @@ def cmd_bench(args) -> None:
     model = load_model(args.checkpoint, resolve_device(args.device))
     precisions = None if args.precision is None else (args.precision,)
     result = bench(model, precisions, photo=args.photo_size, repeats=args.repeats, tile_size=args.tile_size,
-                   batch_size=args.batch_size)
+                   batch_size=args.batch_size, scales=args.scales)
     result["checkpoint"] = str(args.checkpoint)
     print(f"checkpoint {args.checkpoint}")
     print(report(result))
@@ -138,6 +141,9 @@ def main(argv: list[str] | None = None) -> None:
                        help="checkpoint folder, Hub repo id, or shipped variant name (adam, sgd); default adam")
         p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
         p.add_argument("--tile-size", type=int, default=None, help="inference tile size (default: the checkpoint's)")
+        p.add_argument("--scales", type=int, nargs="+", default=None, metavar="FACTOR",
+                       help="deblur at these downscale factors too and average the corrections, e.g. 1 2 4 "
+                            "(default: the checkpoint's inference_scales)")
         p.add_argument("--precision", default="auto", choices=PRECISIONS, help=precision_help)
 
     ev = sub.add_parser("evaluate", help="PSNR/SSIM of a checkpoint and of the blurred input, at full resolution")

@@ -15,7 +15,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from vitdeblur.inference import (FAST_BF16_CPU_FLAGS, deblur_array, fast_bf16_cpu_flags, resolve_precision,
-                                 tile_grid, tile_settings)
+                                 scale_plan, tile_grid, tile_settings)
 
 FRAME = (1280, 720)  # (width, height): a 720p video frame, the size of the GoPro validation pairs
 PHOTO = (4000, 3000)  # a 12 MP phone photo
@@ -30,11 +30,17 @@ def count_flops(model: torch.nn.Module, height: int, width: int) -> int:
     return counter.get_total_flops()
 
 
-def image_flops(model: torch.nn.Module, width: int, height: int, **tile_options) -> tuple[int, tuple[int, int], int]:
-    """FLOPs of deblurring a width x height image as it is actually tiled; also the tile shape and count."""
+def image_flops(model: torch.nn.Module, width: int, height: int,
+                **tile_options) -> tuple[int, list[tuple[int, tuple[int, int], int]]]:
+    """FLOPs of deblurring a width x height image as it is actually tiled, at every scale it runs at; and per scale,
+    (downscale factor, tile shape, tile count)."""
     tile, overlap = tile_settings(model, tile_options.get("tile_size"), tile_options.get("tile_overlap"))
-    (tile_h, tile_w), boxes = tile_grid(height, width, tile, overlap)
-    return count_flops(model, tile_h, tile_w) * len(boxes), (tile_h, tile_w), len(boxes)
+    flops, scales = 0, []
+    for factor, h, w in scale_plan(model, height, width, tile_options.get("scales")):
+        (tile_h, tile_w), boxes = tile_grid(h, w, tile, overlap)
+        flops += count_flops(model, tile_h, tile_w) * len(boxes)
+        scales.append((factor, (tile_h, tile_w), len(boxes)))
+    return flops, scales
 
 
 def _synchronize(device: torch.device) -> None:
@@ -112,12 +118,14 @@ def bench(model: torch.nn.Module, precisions: tuple[str, ...] | None = None, fra
         result["bf16_not_timed"] = bf16_skipped
     peaks = {p: gemm_peak(device, p) for p in dict.fromkeys(BENCH_PRECISIONS + precisions)}
     for name, (width, height), image_repeats in [("frame", frame, repeats), ("photo", photo, 1)]:
-        flops, (tile_h, tile_w), tiles = image_flops(model, width, height, **tile_options)
+        flops, scales = image_flops(model, width, height, **tile_options)
         gflop = flops / 1e9
         seconds = {p: time_deblur(model, width, height, p, image_repeats, **tile_options) for p in precisions}
         result[name] = {
-            "size": [width, height], "tiles": tiles, "tile_shape": [tile_h, tile_w],
-            "tile_overhead": tiles * tile_h * tile_w / (height * width), "gflop": gflop, "seconds": seconds,
+            "size": [width, height], "scales": [factor for factor, _, _ in scales],
+            "tiles": sum(n for _, _, n in scales), "tile_shape": list(scales[0][1]),  # at the first scale
+            "tile_overhead": sum(n * h * w for _, (h, w), n in scales) / (height * width), "gflop": gflop,
+            "seconds": seconds,
             "gflops": {p: gflop / s for p, s in seconds.items()},
         }
     # The peak of the timed precisions again, after the images: on a shared 2-core AMD EPYC it read 90 to 180 GFLOP/s
@@ -148,8 +156,12 @@ def report(result: dict) -> str:
     for name in ("frame", "photo"):
         r = result[name]
         width, height = r["size"]
-        lines.append(f"{width}x{height}: {r['tiles']} tiles of {r['tile_shape'][1]}x{r['tile_shape'][0]}, "
-                     f"tile overhead {r['tile_overhead']:.2f} (pixels computed / pixels), {r['gflop']:.0f} GFLOP")
+        shape = f"{r['tile_shape'][1]}x{r['tile_shape'][0]}"
+        tiles = f"{r['tiles']} tiles of {shape}" if r["scales"] == [1] else (
+            f"{r['tiles']} tiles at scales {', '.join('1' if f == 1 else f'1/{f}' for f in r['scales'])} "
+            f"({shape} at the first)")
+        lines.append(f"{width}x{height}: {tiles}, tile overhead {r['tile_overhead']:.2f} (pixels computed / pixels), "
+                     f"{r['gflop']:.0f} GFLOP")
         for p, seconds in r["seconds"].items():
             lines.append(f"  {p}: {seconds:.2f} s, {r['gflops'][p]:.0f} GFLOP/s "
                          f"({100 * r['share_of_gemm_peak'][p]:.0f}% of the {p} GEMM peak)")

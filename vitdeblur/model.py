@@ -42,6 +42,9 @@ class ViTDeblurConfig:
     pretrained_file: str | None = None  # or load a timm-format ViT checkpoint (.safetensors/.pth) from disk
     tile_size: int = 384  # inference tile, a multiple of the patch size (fewer, larger tiles waste less overlap)
     tile_overlap: int = 32  # overlap between inference tiles, blended with a feathered window
+    # inference also at these downscale factors, the corrections (deblurred - input) of all averaged, each upsampled to
+    # full size: a blur longer than the model undoes at full size is a shorter one at half size. (1,): full size only.
+    inference_scales: tuple[int, ...] = (1,)
 
     def __post_init__(self):
         if self.decoder not in DECODERS:
@@ -52,6 +55,15 @@ class ViTDeblurConfig:
             raise ValueError(f"encoder_depth must be at least 1, got {self.encoder_depth}")
         if self.middle_blocks < 0:
             raise ValueError(f"middle_blocks must be at least 0, got {self.middle_blocks}")
+        self.inference_scales = check_inference_scales(self.inference_scales)
+
+
+def check_inference_scales(scales) -> tuple[int, ...]:
+    """The downscale factors as a tuple (config.json holds a list), or a ValueError saying what is wrong."""
+    scales = tuple(scales)
+    if not scales or len(set(scales)) < len(scales) or not all(isinstance(f, int) and f >= 1 for f in scales):
+        raise ValueError(f"inference_scales must be distinct whole factors of at least 1, e.g. (1, 2, 4), got {scales}")
+    return scales
 
 
 def _conv_block(in_ch: int, out_ch: int, stride: int = 1) -> nn.Sequential:

@@ -23,7 +23,7 @@ class Recipe:
     decoder: str = "nafnet"
     decoder_width: int = 32
     encoder_depth: int | None = None  # keep the first N ViT blocks (None: all of the backbone's)
-    middle_blocks: int = 2  # nafnet: NAF blocks at 1/16 scale with the ViT tokens (each ~3.3 GFLOP per 1280x720)
+    middle_blocks: int = 2  # nafnet: NAF blocks at 1/16 scale with the ViT tokens (each 3.4 GFLOP per 1280x720)
     layer_scale_init: float = 0.0  # nafnet blocks' branch scales at the start (0: identity; SGD needs them > 0)
     pretrained: bool = False  # timm ImageNet weights for the encoder (needs the network when the run starts)
     # objective and optimiser

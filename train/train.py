@@ -615,8 +615,8 @@ def main(argv=None) -> None:
     built = dataclasses.replace(recipe, pretrained=False) if args.resume else recipe
     model = build_model(built, None if resumed else args.init, args.encoder_depth, args.middle_blocks)
     model = model.to(device, memory_format=torch.channels_last)
-    if args.init:  # the checkpoint decides the architecture (--encoder-depth and --middle-blocks may grow it); record it (a loaded config
-        # always says pretrained=False)
+    if args.init:  # the checkpoint decides the architecture (--encoder-depth and --middle-blocks may grow it);
+        # record it (a loaded config always says pretrained=False)
         recipe = dataclasses.replace(recipe, **{name: getattr(model.config, name) for name in MODEL_FIELDS
                                                 if name != "pretrained"})
     # The EMA of the weights is what gets validated and saved: it averages out the last steps' noise. Continuing

@@ -182,7 +182,7 @@ def model_card(config, evaluations: list[dict] | None = None, training: dict | N
                     "full-resolution CNN stem, ViT tokens entering at 1/16 scale, and a global residual "
                     "(output = input + predicted residual, identity at initialisation)",
         "nafnet": f"a NAFNet-style U-Net decoder (width {config.decoder_width}): a pixel-unshuffle stem, gated and "
-                  f"normalised NAF blocks at 1/2 to 1/8 scale, ViT tokens entering at 1/16 scale "
+                  "normalised NAF blocks at 1/2 to 1/8 scale, ViT tokens entering at 1/16 scale "
                   f"({config.middle_blocks} NAF blocks there), and a global residual "
                   "(output = input + predicted residual, identity at initialisation)",
     }[config.decoder]

@@ -205,14 +205,17 @@ def zoom_loupe(blurred, adam, sgd, truth, zoom, centre):
     return loupe_view(_open_panels([blurred, adam, sgd, truth]), int(zoom), tuple(centre) if centre else None)[:3]
 
 
-def refuse_unreadable_upload(path):
+def check_upload(path):
     """An uploaded file that is no usable image: say why at once and empty the input, which would otherwise show a
-    broken preview until Run refused it."""
+    broken preview until Run refused it. One that browsers cannot show (a TIFF...): a PNG of the same pixels stands in
+    for it, so that the preview shows the photo."""
     problem = app_logic.upload_problem(path)
-    if problem is None:
-        return gr.skip()
-    gr.Warning(problem)
-    return None
+    if problem is not None:
+        gr.Warning(problem)
+        return None
+    preview = None if path is None or app_logic.is_data_url(path) else app_logic.browser_preview(
+        path, app_logic.results_folder())
+    return gr.skip() if preview is None else str(preview)
 
 
 def clear_results():
@@ -476,7 +479,7 @@ with gr.Blocks(title="ViTDeblur", delete_cache=(3600, 3600)) as demo:
                          deblur_tab.select, blur_tab.select):
         user_changed(clear_results, outputs=clear_outputs, queue=False, api_visibility="private")
     for upload_input in (image_input, sharp_input):  # queued, as a toast needs; not behind a running deblur
-        upload_input.upload(refuse_unreadable_upload, inputs=upload_input, outputs=upload_input,
+        upload_input.upload(check_upload, inputs=upload_input, outputs=upload_input,
                             concurrency_limit=None, show_progress="hidden", api_visibility="private")
     for panel in panel_inputs:
         panel.select(move_loupe, inputs=[*panel_inputs, zoom_input], outputs=[loupe, loupe_caption, loupe_centre],

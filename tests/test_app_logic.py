@@ -187,6 +187,26 @@ def test_a_usable_upload_has_no_problem(tmp_path):
     assert "corrupt or truncated" in app_logic.upload_problem(path)
 
 
+def test_an_upload_browsers_cannot_show_gets_a_lossless_png_stand_in(tmp_path):
+    rgb = photo("coffee", (40, 30))
+    gray16 = (np.arange(40 * 30, dtype=np.uint16).reshape(30, 40) * 50).astype(np.uint16)
+    sources = {"rgb.tif": Image.fromarray(rgb), "gray16.tif": Image.fromarray(gray16, mode="I;16"),
+               "cmyk.tif": Image.fromarray(rgb).convert("CMYK")}
+    for name, img in sources.items():
+        img.save(tmp_path / name)
+        stand_in = app_logic.browser_preview(tmp_path / name, tmp_path)
+        assert stand_in == tmp_path / f"{Path(name).stem}.png" and Image.open(stand_in).format == "PNG"
+        original, copy = load_image(tmp_path / name), load_image(stand_in)
+        assert np.array_equal(original.rgb, copy.rgb) and original.grayscale == copy.grayscale, name
+    # what browsers show, what PNG cannot hold and several frames keep their own file
+    Image.fromarray(rgb).save(tmp_path / "photo.jpg")
+    Image.fromarray(gray16.astype(np.float32) / 65535, mode="F").save(tmp_path / "float.tif")
+    Image.fromarray(rgb).save(tmp_path / "pages.tif", save_all=True, append_images=[Image.fromarray(rgb[::-1])])
+    (tmp_path / "text.tif").write_text("not a picture")
+    for name in ("photo.jpg", "float.tif", "pages.tif", "text.tif"):
+        assert app_logic.browser_preview(tmp_path / name, tmp_path) is None, name
+
+
 def test_missing_checkpoint_is_a_clear_error(tmp_path, examples_dir):
     models = app_logic.Models("cpu", {"adam": str(tmp_path / "no-such-checkpoint")})
     with pytest.raises(CheckpointError, match="no-such-checkpoint"):

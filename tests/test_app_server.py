@@ -322,6 +322,16 @@ def test_browser_bad_upload_after_an_example_is_refused_at_once_and_emptied(serv
     page.close()
 
 
+def test_browser_tiff_upload_shows_its_photo(server, browser, tmp_path):
+    """Browsers cannot show a TIFF: a PNG of the same pixels stands in for it, so the preview is the photo."""
+    page = open_app(browser, server, 1440, 900)
+    Image.fromarray(photo("coffee", (120, 90))).save(tmp_path / "scan.tif")
+    page.locator("#input-image input[type=file]").set_input_files(str(tmp_path / "scan.tif"))
+    page.wait_for_function("() => { const img = document.querySelector('#input-image img');"
+                           " return img && img.complete && img.naturalWidth === 120; }")
+    page.close()
+
+
 def test_browser_blur_setting_names_stay_on_one_line(server, browser):
     for width in (1180, 1440):  # below ~1280 px the number boxes move under the names instead of breaking them
         page = open_app(browser, server, width, 900)

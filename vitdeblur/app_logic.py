@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 import torch
 from matplotlib import colormaps
-from PIL import Image
+from PIL import Image, ImageOps
 from scipy.signal import convolve2d
 
 from vitdeblur.evaluate import psnr, ssim
@@ -219,6 +219,29 @@ def upload_problem(source: str | Path | None) -> str | None:
     except ImageError as e:
         return str(e)
     return None
+
+
+BROWSER_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "ICO")  # what every browser shows in an <img>
+PNG_MODES = ("1", "L", "LA", "P", "RGB", "RGBA", "I;16", "CMYK")  # CMYK as RGB, which is what the reader makes of it
+
+
+def browser_preview(source: str | Path, folder: str | Path) -> Path | None:
+    """For an upload that browsers cannot show (TIFF, PPM, TGA...), a PNG of it in `folder` to stand in for it in the
+    input: upright, and the same pixels as the reader decodes from the original, so nothing is lost. None for what
+    browsers show, for several frames (the page reports the count), for modes PNG cannot hold (32-bit, float) and for
+    what does not open (upload_problem's business)."""
+    try:
+        with Image.open(source) as img:
+            if img.format in BROWSER_FORMATS or getattr(img, "n_frames", 1) > 1 or img.mode not in PNG_MODES:
+                return None
+            upright = ImageOps.exif_transpose(img)
+            if upright.mode == "CMYK":
+                upright = upright.convert("RGB")
+            target = Path(folder) / f"{Path(source).stem}.png"
+            upright.save(target, compress_level=1, icc_profile=img.info.get("icc_profile"))
+            return target
+    except (OSError, SyntaxError, ValueError):
+        return None
 
 
 def deblur(source: str | Path, choice: str, models: Models, max_megapixels: float | None = None,

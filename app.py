@@ -213,8 +213,7 @@ def check_upload(path):
     if problem is not None:
         gr.Warning(problem)
         return None
-    preview = None if path is None or app_logic.is_data_url(path) else app_logic.browser_preview(
-        path, app_logic.results_folder())
+    preview = app_logic.browser_preview(path)
     return gr.skip() if preview is None else str(preview)
 
 

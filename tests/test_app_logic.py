@@ -194,8 +194,9 @@ def test_an_upload_browsers_cannot_show_gets_a_lossless_png_stand_in(tmp_path):
                "cmyk.tif": Image.fromarray(rgb).convert("CMYK")}
     for name, img in sources.items():
         img.save(tmp_path / name)
-        stand_in = app_logic.browser_preview(tmp_path / name, tmp_path)
-        assert stand_in == tmp_path / f"{Path(name).stem}.png" and Image.open(stand_in).format == "PNG"
+        stand_in = app_logic.browser_preview(tmp_path / name, tmp_path / "results")
+        assert stand_in.parent.parent == tmp_path / "results" and stand_in.name == f"{Path(name).stem}.png"
+        assert Image.open(stand_in).format == "PNG"
         original, copy = load_image(tmp_path / name), load_image(stand_in)
         assert np.array_equal(original.rgb, copy.rgb) and original.grayscale == copy.grayscale, name
     # what browsers show, what PNG cannot hold and several frames keep their own file
@@ -204,7 +205,9 @@ def test_an_upload_browsers_cannot_show_gets_a_lossless_png_stand_in(tmp_path):
     Image.fromarray(rgb).save(tmp_path / "pages.tif", save_all=True, append_images=[Image.fromarray(rgb[::-1])])
     (tmp_path / "text.tif").write_text("not a picture")
     for name in ("photo.jpg", "float.tif", "pages.tif", "text.tif"):
-        assert app_logic.browser_preview(tmp_path / name, tmp_path) is None, name
+        assert app_logic.browser_preview(tmp_path / name, tmp_path / "kept") is None, name
+    assert app_logic.browser_preview(None) is None and app_logic.browser_preview("data:image/png;base64,AAAA") is None
+    assert not (tmp_path / "kept").exists()  # no folder where nothing is written
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path, examples_dir):

@@ -225,11 +225,13 @@ BROWSER_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "ICO")  # what every bro
 PNG_MODES = ("1", "L", "LA", "P", "RGB", "RGBA", "I;16", "CMYK")  # CMYK as RGB, which is what the reader makes of it
 
 
-def browser_preview(source: str | Path, folder: str | Path) -> Path | None:
-    """For an upload that browsers cannot show (TIFF, PPM, TGA...), a PNG of it in `folder` to stand in for it in the
-    input: upright, and the same pixels as the reader decodes from the original, so nothing is lost. None for what
-    browsers show, for several frames (the page reports the count), for modes PNG cannot hold (32-bit, float) and for
-    what does not open (upload_problem's business)."""
+def browser_preview(source: str | Path | None, root: str | Path | None = None) -> Path | None:
+    """For an upload that browsers cannot show (TIFF, PPM, TGA...), a PNG of it in a fresh results_folder(root) to
+    stand in for it in the input: upright, and the same pixels as the reader decodes from the original, so nothing is
+    lost. None for no upload or a data: URL, for what browsers show, for several frames (the page reports the count),
+    for modes PNG cannot hold (32-bit, float) and for what does not open (upload_problem's business)."""
+    if source is None or is_data_url(source):
+        return None
     try:
         with Image.open(source) as img:
             if img.format in BROWSER_FORMATS or getattr(img, "n_frames", 1) > 1 or img.mode not in PNG_MODES:
@@ -237,7 +239,7 @@ def browser_preview(source: str | Path, folder: str | Path) -> Path | None:
             upright = ImageOps.exif_transpose(img)
             if upright.mode == "CMYK":
                 upright = upright.convert("RGB")
-            target = Path(folder) / f"{Path(source).stem}.png"
+            target = results_folder(root) / f"{Path(source).stem}.png"  # a folder only when a PNG is written
             upright.save(target, compress_level=1, icc_profile=img.info.get("icc_profile"))
             return target
     except (OSError, SyntaxError, ValueError):
